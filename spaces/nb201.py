@@ -1,0 +1,512 @@
+"""NAS-Bench-201 (= NATS-Bench topology search space).
+
+A cell is a DAG on 4 nodes; node ``j`` is the sum over ``i < j`` of ``op_ij(node_i)`` with
+``op`` one of :data:`OPS`, and the cell's output is node 3. The network is the one the
+benchmark trained (``TinyNetwork``/``InferCell`` of NAS-Bench-201, not foresight's variant):
+
+    stem  Conv3x3(3 -> C0, no bias) + BN
+    stage 0: N cells at C0   | ResNet basic block C0 -> C1, stride 2
+    stage 1: N cells at C1   | ResNet basic block C1 -> C2, stride 2
+    stage 2: N cells at C2
+    head  BN - ReLU - global average pool - Linear(C2 -> num_classes)
+
+with ``nor_conv_kxk`` = ReLU - Conv(no bias) - BN(affine), ``avg_pool_3x3`` stride 1,
+padding 1, ``count_include_pad=False``; the basic block is ReLU-Conv3x3(stride 2)-BN,
+ReLU-Conv3x3-BN plus a shortcut AvgPool2x2 -> Conv1x1 (no bias). Defaults: C = 16/32/64,
+N = 5.
+
+The genotype is DATA: an int32 array of the 6 edges' op indices in arch-string order
+(1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2). Every edge holds the parameters of every candidate
+op and ``lax.switch`` runs only the chosen one, so one compilation serves all 15625
+architectures (:func:`network`). :func:`reference_network` builds the plain
+per-architecture module (Python control flow, stock autodiff) that tests hold the
+compiled form against.
+
+References:
+  Dong & Yang, "NAS-Bench-201: Extending the Scope of Reproducible Neural Architecture
+  Search", ICLR 2020. Dong et al., "NATS-Bench", TPAMI 2021.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen
+
+from zcjax import nn
+from zcjax.network import Layer, Network
+
+Array = jax.Array
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+OP_INDEX = {name: index for index, name in enumerate(OPS)}
+CONV_OPS = {OP_INDEX["nor_conv_1x1"]: 1, OP_INDEX["nor_conv_3x3"]: 3}  # op -> kernel size
+EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from), arch-string order
+NUM_EDGES = len(EDGES)
+NUM_NODES = 4
+NUM_ARCHS = len(OPS) ** NUM_EDGES
+
+_NODE_PATTERN = re.compile(r"\|([^|~]+)~(\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Network shape. The benchmark's is the default; tests use smaller ones."""
+
+    channels: tuple[int, ...] = (16, 32, 64)
+    cells_per_stage: int = 5
+    num_classes: int = 10
+    image_size: int = 32
+
+
+# ---------------------------------------------------------------------------
+# Codec
+# ---------------------------------------------------------------------------
+def encode(arch: str) -> np.ndarray:
+    """Arch string -> int32 genotype of shape (6,).
+
+    Args:
+      arch: ``"|op~0|+|op~0|op~1|+|op~0|op~1|op~2|"``.
+
+    Raises:
+      ValueError: naming the first malformed part.
+    """
+    if not isinstance(arch, str):
+        raise ValueError(f"an NB201 arch must be a string, got {type(arch).__name__}")
+    nodes = arch.split("+")
+    if len(nodes) != NUM_NODES - 1:
+        raise ValueError(
+            f"malformed NB201 arch {arch!r}: expected 3 '+'-separated nodes, got {len(nodes)}"
+        )
+    genotype = []
+    for node, text in enumerate(nodes, start=1):
+        entries = _NODE_PATTERN.findall(text)
+        if not text.startswith("|") or not text.endswith("|") or (
+            "".join(f"|{op}~{src}" for op, src in entries) + "|" != text
+        ):
+            raise ValueError(
+                f"malformed NB201 arch {arch!r}: node {node} part {text!r} is not of the form "
+                f"'|op~i|...|'"
+            )
+        if len(entries) != node:
+            raise ValueError(
+                f"malformed NB201 arch {arch!r}: node {node} part {text!r} must have {node} "
+                f"inputs, got {len(entries)}"
+            )
+        for expected_source, (op, source) in enumerate(entries):
+            if op not in OP_INDEX:
+                raise ValueError(
+                    f"malformed NB201 arch {arch!r}: unknown op {op!r} in node {node}; "
+                    f"valid ops: {', '.join(OPS)}"
+                )
+            if int(source) != expected_source or source != str(expected_source):
+                raise ValueError(
+                    f"malformed NB201 arch {arch!r}: node {node} input {expected_source} "
+                    f"is written '~{source}'"
+                )
+            genotype.append(OP_INDEX[op])
+    return np.asarray(genotype, np.int32)
+
+
+def validate_genotype(genotype) -> np.ndarray:
+    """Check a concrete int genotype; return it as int32 (6,)."""
+    array = np.asarray(genotype)
+    if array.shape != (NUM_EDGES,):
+        raise ValueError(f"an NB201 genotype has shape ({NUM_EDGES},), got {array.shape}")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"an NB201 genotype must be integers, got dtype {array.dtype}")
+    if array.min() < 0 or array.max() >= len(OPS):
+        raise ValueError(f"NB201 op indices are 0..{len(OPS) - 1}, got {array.tolist()}")
+    return array.astype(np.int32)
+
+
+def decode(genotype) -> str:
+    """int genotype (6,) -> canonical arch string. Inverse of :func:`encode`."""
+    ops = [OPS[op] for op in validate_genotype(genotype)]
+    parts, edge = [], 0
+    for node in range(1, NUM_NODES):
+        parts.append("|" + "|".join(f"{ops[edge + i]}~{i}" for i in range(node)) + "|")
+        edge += node
+    return "+".join(parts)
+
+
+def all_genotypes() -> np.ndarray:
+    """All 15625 genotypes, (15625, 6) int32, in base-5 order (not the benchmark's index)."""
+    digits = np.arange(NUM_ARCHS)[:, None] // (len(OPS) ** np.arange(NUM_EDGES - 1, -1, -1))
+    return (digits % len(OPS)).astype(np.int32)
+
+
+def sample(key: Array, num: int, *, replace: bool = False) -> np.ndarray:
+    """``num`` genotypes drawn uniformly with a JAX key, (num, 6) int32."""
+    indices = jax.random.choice(key, NUM_ARCHS, (num,), replace=replace)
+    return all_genotypes()[np.asarray(indices)]
+
+
+# ---------------------------------------------------------------------------
+# Active network: parameter count and FLOPs (static, from the genotype)
+# ---------------------------------------------------------------------------
+def _stages(config: Config):
+    """Yield the (channels, spatial size) of every stage."""
+    size = config.image_size
+    for stage, channels in enumerate(config.channels):
+        if stage:
+            size = (size - 1) // 2 + 1
+        yield channels, size
+
+
+def param_count(arch, config: Config = Config()) -> int:
+    """Parameters of the network this architecture trains (conv, BN affine, linear).
+
+    Counts what NAS-Bench-201's ``params`` counts (``params_mb`` * 1e6): inactive
+    candidate ops never count.
+    """
+    genotype = validate_genotype(encode(arch) if isinstance(arch, str) else arch)
+    first = config.channels[0]
+    total = 3 * 3 * 3 * first + 2 * first  # stem conv + BN
+    previous = first
+    for stage, (channels, _) in enumerate(_stages(config)):
+        if stage:  # basic block: conv_a + BN, conv_b + BN, shortcut 1x1
+            total += 9 * previous * channels + 2 * channels
+            total += 9 * channels * channels + 2 * channels + previous * channels
+        per_cell = sum(
+            CONV_OPS[op] ** 2 * channels * channels + 2 * channels
+            for op in genotype if op in CONV_OPS
+        )
+        total += config.cells_per_stage * per_cell
+        previous = channels
+    total += 2 * previous + previous * config.num_classes + config.num_classes
+    return int(total)
+
+
+def flops(arch, config: Config = Config()) -> int:
+    """Multiply-accumulates of one image through the active network.
+
+    NAS-Bench-201's convention (its ``get_model_infos``): a conv counts
+    ``H_out W_out C_out C_in k^2``, a linear layer ``in * out + out`` (bias), an average
+    pool ``C H_out W_out k^2``; BatchNorm, ReLU and additions are free.
+    """
+    genotype = validate_genotype(encode(arch) if isinstance(arch, str) else arch)
+    first = config.channels[0]
+    size = config.image_size
+    total = size * size * first * 3 * 9
+    previous = first
+    for stage, (channels, size) in enumerate(_stages(config)):
+        if stage:
+            total += size * size * channels * (9 * previous + 9 * channels)
+            total += size * size * previous * 4  # shortcut AvgPool2x2
+            total += size * size * channels * previous  # shortcut Conv1x1
+        per_cell = 0
+        for op in genotype:
+            if op in CONV_OPS:
+                per_cell += size * size * channels * channels * CONV_OPS[op] ** 2
+            elif op == OP_INDEX["avg_pool_3x3"]:
+                per_cell += size * size * channels * 9
+        total += config.cells_per_stage * per_cell
+        previous = channels
+    total += previous * config.num_classes + config.num_classes
+    return int(total)
+
+
+# ---------------------------------------------------------------------------
+# The candidate ops as pure functions, and the compiled mixed edge
+# ---------------------------------------------------------------------------
+def _op_functions(bn: nn.BatchNormMode, conv):
+    """The 5 candidate ops as ``(params, x, eps) -> (y, conv_output)``.
+
+    ``eps`` is the zero perturbation added to the conv output (its gradient is the
+    gradient w.r.t. that output); ops without a conv return a zero conv output.
+    """
+
+    def conv_op(kernel_name, bn_name):
+        def op(params, x, eps):
+            out = conv(jax.nn.relu(x), params[kernel_name]["kernel"], 1, params[kernel_name][
+                "kernel"].shape[0] // 2) + eps
+            scale, bias = params[bn_name]["scale"], params[bn_name]["bias"]
+            return nn.batch_norm(out, scale.astype(x.dtype), bias.astype(x.dtype), bn), out
+
+        return op
+
+    def none(params, x, eps):
+        return jnp.zeros_like(x), jnp.zeros_like(x)
+
+    def skip(params, x, eps):
+        return x, jnp.zeros_like(x)
+
+    def pool(params, x, eps):
+        return nn.avg_pool(x, 3, 1, 1), jnp.zeros_like(x)
+
+    return (none, skip, conv_op("conv1x1", "bn1x1"), conv_op("conv3x3", "bn3x3"), pool)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _switched_edge(bn, op, params, x, eps):
+    return jax.lax.switch(op, _op_functions(bn, nn.conv2d), params, x, eps)
+
+
+def _switched_edge_fwd(bn, op, params, x, eps):
+    # Save only the edge input: differentiating lax.switch directly would keep zero-filled
+    # residuals of every branch not taken (946 MB at batch 64, see DESIGN.md).
+    return _switched_edge(bn, op, params, x, eps), (op, params, x, eps)
+
+
+def _switched_edge_bwd(bn, residuals, cotangents):
+    op, params, x, eps = residuals
+
+    def recompute_and_pull_back(function):
+        def pull_back(params, x, eps, cotangents):
+            return jax.vjp(function, params, x, eps)[1](cotangents)
+
+        return pull_back
+
+    branches = [recompute_and_pull_back(f) for f in _op_functions(bn, nn.conv2d)]
+    grad_params, grad_x, grad_eps = jax.lax.switch(op, branches, params, x, eps, cotangents)
+    return None, grad_params, grad_x, grad_eps
+
+
+_switched_edge.defvjp(_switched_edge_fwd, _switched_edge_bwd)
+
+
+# ---------------------------------------------------------------------------
+# Flax modules
+# ---------------------------------------------------------------------------
+class MixedEdge(linen.Module):
+    """One cell edge holding the parameters of every candidate op.
+
+    ``op`` is a traced int (compiled supernet: ``lax.switch`` + custom VJP) or a Python
+    int (per-architecture reference: the op alone, stock autodiff).
+    """
+
+    channels: int
+    bn: nn.BatchNormMode = "batch"
+
+    @linen.compact
+    def __call__(self, x: Array, op) -> Array:
+        params = {
+            "conv1x1": {"kernel": nn.ConvParams(self.channels, self.channels, 1, name="conv1x1")()},
+            "conv3x3": {"kernel": nn.ConvParams(self.channels, self.channels, 3, name="conv3x3")()},
+        }
+        for name in ("bn1x1", "bn3x3"):
+            scale, bias = nn.BatchNormParams(self.channels, name=name)()
+            params[name] = {"scale": scale, "bias": bias}
+        params = jax.tree.map(lambda p: p.astype(x.dtype), params)
+        eps = self.perturb("conv_out", jnp.zeros_like(x))
+        if isinstance(op, (int, np.integer)):
+            y, out = _op_functions(self.bn, nn.conv2d_reference)[op](params, x, eps)
+        else:
+            y, out = _switched_edge(self.bn, op, params, x, eps)
+        self.sow("intermediates", "conv_out", out)
+        return y
+
+
+class Cell(linen.Module):
+    """An NB201 cell: node j = sum_{i<j} op_ij(node_i); returns node 3."""
+
+    channels: int
+    bn: nn.BatchNormMode = "batch"
+
+    @linen.compact
+    def __call__(self, x: Array, genotype) -> Array:
+        nodes = [x]
+        for edge, (target, source) in enumerate(EDGES):
+            if len(nodes) == target:
+                nodes.append(None)
+            y = MixedEdge(self.channels, self.bn, name=f"edge_{target}_{source}")(
+                nodes[source], genotype[edge]
+            )
+            nodes[target] = y if nodes[target] is None else nodes[target] + y
+        for source in range(NUM_NODES - 1):
+            # Each conv op on an edge leaving this node has its own ReLU reading the node.
+            readers = sum(
+                _is_conv(genotype[edge]) for edge, (_, s) in enumerate(EDGES) if s == source
+            )
+            self.sow("relu", f"node{source}", (nodes[source], readers))
+        return nodes[-1]
+
+
+def _is_conv(op):
+    if isinstance(op, (int, np.integer)):
+        return int(op in CONV_OPS)
+    return ((op == OP_INDEX["nor_conv_1x1"]) | (op == OP_INDEX["nor_conv_3x3"])).astype(jnp.int32)
+
+
+class ConvBN(linen.Module):
+    """Conv (no bias) + BN with a tapped, perturbable conv output; optional leading ReLU."""
+
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: int = 1
+    relu: bool = True
+    bn: nn.BatchNormMode = "batch"
+    compiled: bool = True
+
+    @linen.compact
+    def __call__(self, x: Array) -> Array:
+        if self.relu:
+            self.sow("relu", "input", (x, 1))
+            x = jax.nn.relu(x)
+        kernel = nn.ConvParams(self.in_channels, self.out_channels, self.kernel_size, name="conv")()
+        conv = nn.conv2d if self.compiled else nn.conv2d_reference
+        out = conv(x, kernel.astype(x.dtype), self.stride, self.kernel_size // 2)
+        out = self.perturb("conv_out", out)
+        self.sow("intermediates", "conv_out", out)
+        scale, bias = nn.BatchNormParams(self.out_channels, name="bn")()
+        return nn.batch_norm(out, scale.astype(x.dtype), bias.astype(x.dtype), self.bn)
+
+
+class ResNetBlock(linen.Module):
+    """NB201's ResNetBasicblock with stride 2 (the reduction between stages)."""
+
+    in_channels: int
+    out_channels: int
+    bn: nn.BatchNormMode = "batch"
+    compiled: bool = True
+
+    @linen.compact
+    def __call__(self, x: Array) -> Array:
+        branch = ConvBN(self.in_channels, self.out_channels, 3, 2, bn=self.bn,
+                        compiled=self.compiled, name="conv_a")(x)
+        branch = ConvBN(self.out_channels, self.out_channels, 3, 1, bn=self.bn,
+                        compiled=self.compiled, name="conv_b")(branch)
+        kernel = nn.ConvParams(self.in_channels, self.out_channels, 1, name="shortcut")()
+        conv = nn.conv2d if self.compiled else nn.conv2d_reference
+        shortcut = conv(nn.avg_pool(x, 2, 2), kernel.astype(x.dtype))
+        shortcut = self.perturb("shortcut_out", shortcut)
+        self.sow("intermediates", "shortcut_out", shortcut)
+        return shortcut + branch
+
+
+class NB201Network(linen.Module):
+    """The NAS-Bench-201 network; ``genotype`` is an int array or a tuple of Python ints."""
+
+    config: Config = Config()
+    bn: nn.BatchNormMode = "batch"
+    reduction_bn: nn.BatchNormMode | None = None
+    compiled: bool = True
+
+    @linen.compact
+    def __call__(self, images: Array, genotype) -> Array:
+        config = self.config
+        reduction_bn = self.bn if self.reduction_bn is None else self.reduction_bn
+        x = ConvBN(3, config.channels[0], 3, relu=False, bn=self.bn, compiled=self.compiled,
+                   name="stem")(images)
+        previous = config.channels[0]
+        for stage, channels in enumerate(config.channels):
+            if stage:
+                x = ResNetBlock(previous, channels, reduction_bn, self.compiled,
+                                name=f"reduction_{stage}")(x)
+            for cell in range(config.cells_per_stage):
+                x = Cell(channels, self.bn, name=f"cells_{stage}_{cell}")(x, genotype)
+            previous = channels
+        scale, bias = nn.BatchNormParams(previous, name="head_bn")()
+        x = nn.batch_norm(x, scale.astype(x.dtype), bias.astype(x.dtype), self.bn)
+        self.sow("relu", "head", (x, 1))
+        x = jax.nn.relu(x)
+        self.sow("features", "pre_gap", x)
+        logits = nn.Dense(config.num_classes, name="classifier")(nn.global_avg_pool(x))
+        logits = self.perturb("logits", logits)
+        self.sow("intermediates", "logits", logits)
+        return logits
+
+
+# ---------------------------------------------------------------------------
+# The layer table and the Network seam
+# ---------------------------------------------------------------------------
+def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndarray]:
+    """Layers in the reference network's module order, with (edge, op) selectors.
+
+    Returns the layers and, per layer, the edge index whose op selects it (-1: always
+    active) and the op value that activates it.
+    """
+    layers, edges, ops = [], [], []
+
+    def add(name, kind, shape, param_path, output_path, edge=-1, op=-1):
+        layers.append(Layer(name, kind, tuple(shape), tuple(param_path), tuple(output_path)))
+        edges.append(edge)
+        ops.append(op)
+
+    first = config.channels[0]
+    add("stem/conv", "conv", (3, 3, 3, first), ("stem", "conv", "kernel"), ("stem", "conv_out"))
+    previous = first
+    for stage, channels in enumerate(config.channels):
+        if stage:
+            block = f"reduction_{stage}"
+            add(f"{block}/conv_a", "conv", (3, 3, previous, channels),
+                (block, "conv_a", "conv", "kernel"), (block, "conv_a", "conv_out"))
+            add(f"{block}/conv_b", "conv", (3, 3, channels, channels),
+                (block, "conv_b", "conv", "kernel"), (block, "conv_b", "conv_out"))
+            add(f"{block}/shortcut", "conv", (1, 1, previous, channels),
+                (block, "shortcut", "kernel"), (block, "shortcut_out"))
+        for cell in range(config.cells_per_stage):
+            for edge, (target, source) in enumerate(EDGES):
+                prefix = (f"cells_{stage}_{cell}", f"edge_{target}_{source}")
+                for op, size in CONV_OPS.items():
+                    conv = f"conv{size}x{size}"
+                    add("/".join(prefix + (conv,)), "conv", (size, size, channels, channels),
+                        prefix + (conv, "kernel"), prefix + ("conv_out",), edge, op)
+        previous = channels
+    add("classifier", "linear", (previous, config.num_classes), ("classifier", "kernel"),
+        ("logits",))
+    return tuple(layers), np.asarray(edges, np.int32), np.asarray(ops, np.int32)
+
+
+@functools.lru_cache(maxsize=None)
+def network(config: Config = Config()) -> Network:
+    """The compiled-once NB201 network for ``config`` (see :class:`zcjax.network.Network`)."""
+    return _make_network(config, compiled=True)
+
+
+@functools.lru_cache(maxsize=None)
+def reference_network(config: Config = Config()) -> Network:
+    """The per-architecture reference: the same parameters, plain Python control flow.
+
+    Its ``apply`` needs a concrete genotype (it is turned into Python ints), so jit it
+    with the genotype static, i.e. one compilation per architecture.
+    """
+    return _make_network(config, compiled=False)
+
+
+def _make_network(config: Config, *, compiled: bool) -> Network:
+    layers, layer_edges, layer_ops = _layer_table(config)
+
+    def init(key, images=None):
+        if images is None:
+            images = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
+        module = NB201Network(config, compiled=compiled)
+        return {"params": module.init(key, images, jnp.zeros(NUM_EDGES, jnp.int32))["params"]}
+
+    def apply(variables, genotype, images, *, bn="batch", reduction_bn=None, capture=False):
+        if compiled:
+            genotype = jnp.asarray(genotype, jnp.int32)
+        else:
+            genotype = tuple(int(op) for op in validate_genotype(genotype))
+        module = NB201Network(config, bn, reduction_bn, compiled)
+        if not capture:
+            return module.apply(variables, images, genotype)
+        return module.apply(variables, images, genotype,
+                            mutable=["intermediates", "relu", "features"])
+
+    def active(genotype):
+        genotype = jnp.asarray(genotype, jnp.int32)
+        selected = genotype[np.maximum(layer_edges, 0)] == layer_ops
+        return jnp.where(layer_edges < 0, True, selected)
+
+    return Network("nb201", layers, init, apply, active, config.num_classes, config.image_size)
+
+
+def check_arch(arch_or_genotype) -> np.ndarray:
+    """Arch string or int genotype -> validated int32 genotype."""
+    if isinstance(arch_or_genotype, str):
+        return encode(arch_or_genotype)
+    return validate_genotype(arch_or_genotype)
+
+
+def arch_strings(genotypes: Sequence) -> list[str]:
+    """Decode many genotypes."""
+    return [decode(g) for g in np.asarray(genotypes)]

@@ -1,0 +1,121 @@
+"""The seam between search spaces and proxies.
+
+A search space describes itself to the proxies as a :class:`Network`: how to apply the
+network to a genotype, the fixed table of its Conv/Linear layers, and which of those
+layers a given genotype uses. Proxies see nothing else of a space, so per-layer vectors
+computed by any proxy are aligned with ``Network.layers`` by construction: entry ``l`` of
+a saliency vector and entry ``l`` of a log-determinant vector are the same layer.
+
+Collections the network's Flax module writes when asked (``capture=True``):
+
+- ``intermediates``: every layer's output before BatchNorm (``Layer.output_path``);
+- ``relu``: ``(relu_input, multiplicity)`` pairs, one per place where ReLUs read a tensor
+  (``multiplicity`` = how many ReLU modules of the reference network read it for this
+  genotype, 0 when none does);
+- ``features``: the feature map right before global average pooling (zen).
+
+It also honours a ``perturbations`` collection (Flax ``perturb``) at each layer output,
+with the same paths as ``intermediates``: the gradient with respect to a zero
+perturbation is the gradient with respect to that layer's output (fisher).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+Genotype = Any  # an int array (or anything jnp.asarray turns into one)
+Variables = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One Conv2d or Linear layer of the network.
+
+    Attributes:
+      name: unique, human-readable ("cells_1_3/edge_2_1/conv3x3").
+      kind: "conv" or "linear".
+      shape: the weight's shape (HWIO for convs, (in, out) for linear).
+      param_path: path of the weight inside ``variables["params"]``.
+      output_path: path of the layer's output inside the ``intermediates`` and
+        ``perturbations`` collections. Two layers may share one path when at most one of
+        them is active for any genotype (the candidate convs of one edge).
+    """
+
+    name: str
+    kind: Literal["conv", "linear"]
+    shape: tuple[int, ...]
+    param_path: tuple[str, ...]
+    output_path: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def fan_in(self) -> int:
+        """Weights per output channel (C_in * kh * kw for a conv, in for linear)."""
+        return int(np.prod(self.shape[:-1]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A search space's network, compiled once for the whole space.
+
+    Attributes:
+      space: the space's name.
+      layers: the fixed Conv/Linear layer table.
+      init: ``init(key, images) -> variables`` (PyTorch-default initialisation).
+      apply: ``apply(variables, genotype, images, *, bn="batch", reduction_bn=None,
+        capture=False)`` -> logits, or ``(logits, collections)`` when ``capture``.
+        ``bn`` is a :data:`zcjax.nn.BatchNormMode`; ``reduction_bn`` overrides it inside
+        the residual reduction blocks (foresight's synflow keeps BN there).
+      active: ``active(genotype) -> bool[len(layers)]``: the layers this genotype uses.
+      num_classes: width of the classifier.
+      image_size: expected input height and width.
+    """
+
+    space: str
+    layers: tuple[Layer, ...]
+    init: Callable[..., Variables]
+    apply: Callable[..., Any]
+    active: Callable[[Genotype], Array]
+    num_classes: int
+    image_size: int
+
+    def layer_index(self, name: str) -> int:
+        for index, layer in enumerate(self.layers):
+            if layer.name == name:
+                return index
+        raise KeyError(f"no layer named {name!r} in the {self.space} layer table")
+
+
+def get_path(tree: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    """Follow ``path`` into a nested mapping."""
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+def layer_weights(network: Network, params: Mapping[str, Any]) -> list[Array]:
+    """The weight of every layer, aligned with ``network.layers``."""
+    return [get_path(params, layer.param_path) for layer in network.layers]
+
+
+def layer_outputs(network: Network, intermediates: Mapping[str, Any]) -> list[Array]:
+    """The (pre-BN) output of every layer, aligned with ``network.layers``.
+
+    ``sow`` stores a tuple of values per name; each layer is called once, so take [0].
+    """
+    return [get_path(intermediates, layer.output_path)[0] for layer in network.layers]
+
+
+def masked(values: Array, active: Array) -> Array:
+    """Zero the entries of inactive layers (a NaN in an inactive layer never leaks)."""
+    return jnp.where(active, values, jnp.zeros_like(values))
