@@ -160,57 +160,63 @@ def _stages(config: Config):
         yield channels, size
 
 
+def _cost_tables(config: Config) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Fixed parts and per-(stage, op) costs of one cell edge: params and FLOPs.
+
+    NAS-Bench-201's conventions (``params`` = ``params_mb`` * 1e6; FLOPs as its
+    ``get_model_infos`` counts them for one image): a conv counts ``H_out W_out C_out
+    C_in k^2`` FLOPs, a linear layer ``in * out + out``, an average pool
+    ``C H_out W_out k^2``; BatchNorm affine parameters count as parameters but no FLOPs.
+    """
+    first = config.channels[0]
+    fixed_params = 3 * 3 * 3 * first + 2 * first  # stem conv + BN
+    fixed_flops = config.image_size ** 2 * first * 3 * 9
+    edge_params = np.zeros((len(config.channels), len(OPS)), np.int64)
+    edge_flops = np.zeros((len(config.channels), len(OPS)), np.int64)
+    previous = first
+    for stage, (channels, size) in enumerate(_stages(config)):
+        if stage:  # basic block: conv_a + BN, conv_b + BN, shortcut AvgPool2x2 + Conv1x1
+            fixed_params += 9 * previous * channels + 9 * channels * channels + 4 * channels
+            fixed_params += previous * channels
+            fixed_flops += size * size * channels * (9 * previous + 9 * channels + previous)
+            fixed_flops += size * size * previous * 4
+        for op, kernel in CONV_OPS.items():
+            edge_params[stage, op] = kernel ** 2 * channels * channels + 2 * channels
+            edge_flops[stage, op] = size * size * channels * channels * kernel ** 2
+        edge_flops[stage, OP_INDEX["avg_pool_3x3"]] = size * size * channels * 9
+        previous = channels
+    fixed_params += 2 * previous + previous * config.num_classes + config.num_classes
+    fixed_flops += previous * config.num_classes + config.num_classes
+    return fixed_params, fixed_flops, edge_params, edge_flops
+
+
+def _edge_total(table: np.ndarray, genotype, cells_per_stage: int):
+    """Sum over stages and edges of ``table[stage, op]``; NumPy or traced genotypes."""
+    if isinstance(genotype, np.ndarray):
+        return int(cells_per_stage * table[:, genotype].sum())
+    return cells_per_stage * jnp.asarray(table, jnp.int32)[:, genotype].sum()
+
+
 def param_count(arch, config: Config = Config()) -> int:
     """Parameters of the network this architecture trains (conv, BN affine, linear).
 
-    Counts what NAS-Bench-201's ``params`` counts (``params_mb`` * 1e6): inactive
-    candidate ops never count.
+    Counts what NAS-Bench-201's ``params`` counts (``params_mb`` * 1e6): the parameters of
+    unused candidate ops never count. Accepts an arch string or a genotype; a traced
+    genotype gives a traced int32.
     """
-    genotype = validate_genotype(encode(arch) if isinstance(arch, str) else arch)
-    first = config.channels[0]
-    total = 3 * 3 * 3 * first + 2 * first  # stem conv + BN
-    previous = first
-    for stage, (channels, _) in enumerate(_stages(config)):
-        if stage:  # basic block: conv_a + BN, conv_b + BN, shortcut 1x1
-            total += 9 * previous * channels + 2 * channels
-            total += 9 * channels * channels + 2 * channels + previous * channels
-        per_cell = sum(
-            CONV_OPS[op] ** 2 * channels * channels + 2 * channels
-            for op in genotype if op in CONV_OPS
-        )
-        total += config.cells_per_stage * per_cell
-        previous = channels
-    total += 2 * previous + previous * config.num_classes + config.num_classes
-    return int(total)
+    genotype = arch if isinstance(arch, jax.core.Tracer) else check_arch(arch)
+    fixed, _, per_edge, _ = _cost_tables(config)
+    return fixed + _edge_total(per_edge, genotype, config.cells_per_stage)
 
 
 def flops(arch, config: Config = Config()) -> int:
-    """Multiply-accumulates of one image through the active network.
+    """FLOPs (multiply-accumulates) of one image through the active network.
 
-    NAS-Bench-201's convention (its ``get_model_infos``): a conv counts
-    ``H_out W_out C_out C_in k^2``, a linear layer ``in * out + out`` (bias), an average
-    pool ``C H_out W_out k^2``; BatchNorm, ReLU and additions are free.
+    See :func:`_cost_tables` for the convention. Accepts an arch string or a genotype.
     """
-    genotype = validate_genotype(encode(arch) if isinstance(arch, str) else arch)
-    first = config.channels[0]
-    size = config.image_size
-    total = size * size * first * 3 * 9
-    previous = first
-    for stage, (channels, size) in enumerate(_stages(config)):
-        if stage:
-            total += size * size * channels * (9 * previous + 9 * channels)
-            total += size * size * previous * 4  # shortcut AvgPool2x2
-            total += size * size * channels * previous  # shortcut Conv1x1
-        per_cell = 0
-        for op in genotype:
-            if op in CONV_OPS:
-                per_cell += size * size * channels * channels * CONV_OPS[op] ** 2
-            elif op == OP_INDEX["avg_pool_3x3"]:
-                per_cell += size * size * channels * 9
-        total += config.cells_per_stage * per_cell
-        previous = channels
-    total += previous * config.num_classes + config.num_classes
-    return int(total)
+    genotype = arch if isinstance(arch, jax.core.Tracer) else check_arch(arch)
+    _, fixed, _, per_edge = _cost_tables(config)
+    return fixed + _edge_total(per_edge, genotype, config.cells_per_stage)
 
 
 # ---------------------------------------------------------------------------
@@ -257,82 +263,141 @@ def _switched_edge_fwd(bn, op, params, x, eps):
 
 def _switched_edge_bwd(bn, residuals, cotangents):
     op, params, x, eps = residuals
-
-    def recompute_and_pull_back(function):
-        def pull_back(params, x, eps, cotangents):
-            return jax.vjp(function, params, x, eps)[1](cotangents)
-
-        return pull_back
-
-    branches = [recompute_and_pull_back(f) for f in _op_functions(bn, nn.conv2d)]
-    grad_params, grad_x, grad_eps = jax.lax.switch(op, branches, params, x, eps, cotangents)
-    return None, grad_params, grad_x, grad_eps
+    return (None,) + _switched_edge_pullback(bn, op, params, x, eps, cotangents)
 
 
+def _pullbacks(bn):
+    """Per op: recompute the op's forward and pull ``cotangents`` back through it."""
+
+    def pullback(function):
+        return lambda params, x, eps, cotangents: jax.vjp(function, params, x, eps)[1](cotangents)
+
+    return [pullback(f) for f in _op_functions(bn, nn.conv2d)]
+
+
+# The pullback gets the same treatment one order up (save inputs, recompute the chosen
+# branch), so GraSP's reverse-over-reverse keeps no residuals of branches not taken.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _switched_edge_pullback(bn, op, params, x, eps, cotangents):
+    return jax.lax.switch(op, _pullbacks(bn), params, x, eps, cotangents)
+
+
+def _switched_edge_pullback_fwd(bn, op, params, x, eps, cotangents):
+    outputs = _switched_edge_pullback(bn, op, params, x, eps, cotangents)
+    return outputs, (op, params, x, eps, cotangents)
+
+
+def _switched_edge_pullback_bwd(bn, residuals, second_cotangents):
+    op, params, x, eps, cotangents = residuals
+
+    def second_order(pullback):
+        def pull(params, x, eps, cotangents, second_cotangents):
+            return jax.vjp(pullback, params, x, eps, cotangents)[1](second_cotangents)
+
+        return pull
+
+    branches = [second_order(p) for p in _pullbacks(bn)]
+    return (None,) + jax.lax.switch(op, branches, params, x, eps, cotangents, second_cotangents)
+
+
+_switched_edge_pullback.defvjp(_switched_edge_pullback_fwd, _switched_edge_pullback_bwd)
 _switched_edge.defvjp(_switched_edge_fwd, _switched_edge_bwd)
 
 
 # ---------------------------------------------------------------------------
 # Flax modules
 # ---------------------------------------------------------------------------
-class MixedEdge(linen.Module):
-    """One cell edge holding the parameters of every candidate op.
+class EdgeParams(linen.Module):
+    """The parameters of every candidate op of one edge, stacked over a stage's cells."""
 
-    ``op`` is a traced int (compiled supernet: ``lax.switch`` + custom VJP) or a Python
-    int (per-architecture reference: the op alone, stock autodiff).
+    channels: int
+    cells: int
+
+    @linen.compact
+    def __call__(self):
+        params = {}
+        for op, size in CONV_OPS.items():
+            params[f"conv{size}x{size}"] = {
+                "kernel": nn.ConvParams(self.channels, self.channels, size, self.cells,
+                                        name=f"conv{size}x{size}")()
+            }
+            scale, bias = nn.BatchNormParams(self.channels, self.cells, name=f"bn{size}x{size}")()
+            params[f"bn{size}x{size}"] = {"scale": scale, "bias": bias}
+        return params
+
+
+EDGE_NAMES = tuple(f"edge_{target}_{source}" for target, source in EDGES)
+
+
+def _cell(edge, params, x, genotype, eps):
+    """One cell as a pure function.
+
+    Args:
+      edge: ``edge(op, edge_params, x, eps) -> (y, conv_output)``.
+      params: ``{edge name: edge params}`` of this cell.
+      x: the cell input (node 0).
+      genotype: the 6 ops (traced ints or Python ints).
+      eps: (6, *x.shape) zero perturbations of the edges' conv outputs.
+
+    Returns:
+      The output (node 3), the edges' conv outputs (6, *x.shape) and nodes 0-2
+      (3, *x.shape), which the ReLUs of conv ops read.
+    """
+    nodes, conv_outputs = [x], []
+    for index, (target, source) in enumerate(EDGES):
+        y, conv_output = edge(genotype[index], params[EDGE_NAMES[index]], nodes[source], eps[index])
+        conv_outputs.append(conv_output)
+        nodes.append(y) if len(nodes) == target else nodes.__setitem__(target, nodes[target] + y)
+    return nodes[-1], jnp.stack(conv_outputs), jnp.stack(nodes[:-1])
+
+
+class CellStack(linen.Module):
+    """The cells of one stage: ``lax.scan`` over cells (compiled) or a Python loop.
+
+    Scanning keeps one cell body in the compiled program instead of five, which cuts XLA
+    compile time about fivefold; parameters are stacked on a leading cell axis.
     """
 
     channels: int
+    cells: int
     bn: nn.BatchNormMode = "batch"
-
-    @linen.compact
-    def __call__(self, x: Array, op) -> Array:
-        params = {
-            "conv1x1": {"kernel": nn.ConvParams(self.channels, self.channels, 1, name="conv1x1")()},
-            "conv3x3": {"kernel": nn.ConvParams(self.channels, self.channels, 3, name="conv3x3")()},
-        }
-        for name in ("bn1x1", "bn3x3"):
-            scale, bias = nn.BatchNormParams(self.channels, name=name)()
-            params[name] = {"scale": scale, "bias": bias}
-        params = jax.tree.map(lambda p: p.astype(x.dtype), params)
-        eps = self.perturb("conv_out", jnp.zeros_like(x))
-        if isinstance(op, (int, np.integer)):
-            y, out = _op_functions(self.bn, nn.conv2d_reference)[op](params, x, eps)
-        else:
-            y, out = _switched_edge(self.bn, op, params, x, eps)
-        self.sow("intermediates", "conv_out", out)
-        return y
-
-
-class Cell(linen.Module):
-    """An NB201 cell: node j = sum_{i<j} op_ij(node_i); returns node 3."""
-
-    channels: int
-    bn: nn.BatchNormMode = "batch"
+    compiled: bool = True
 
     @linen.compact
     def __call__(self, x: Array, genotype) -> Array:
-        nodes = [x]
-        for edge, (target, source) in enumerate(EDGES):
-            if len(nodes) == target:
-                nodes.append(None)
-            y = MixedEdge(self.channels, self.bn, name=f"edge_{target}_{source}")(
-                nodes[source], genotype[edge]
-            )
-            nodes[target] = y if nodes[target] is None else nodes[target] + y
-        for source in range(NUM_NODES - 1):
-            # Each conv op on an edge leaving this node has its own ReLU reading the node.
-            readers = sum(
-                _is_conv(genotype[edge]) for edge, (_, s) in enumerate(EDGES) if s == source
-            )
-            self.sow("relu", f"node{source}", (nodes[source], readers))
-        return nodes[-1]
+        params = {name: EdgeParams(self.channels, self.cells, name=name)() for name in EDGE_NAMES}
+        params = jax.tree.map(lambda p: p.astype(x.dtype), params)
+        eps = self.perturb("conv_out", jnp.zeros((self.cells, NUM_EDGES) + x.shape, x.dtype))
+        if self.compiled:
+            edge = functools.partial(_switched_edge, self.bn)
+
+            def step(carry, per_cell):
+                y, conv_outputs, nodes = _cell(edge, per_cell[0], carry, genotype, per_cell[1])
+                return y, (conv_outputs, nodes)
+
+            x, (conv_outputs, nodes) = jax.lax.scan(step, x, (params, eps))
+        else:
+            ops = _op_functions(self.bn, nn.conv2d_reference)
+            edge = lambda op, p, h, e: ops[op](p, h, e)  # noqa: E731
+            per_cell = []
+            for cell in range(self.cells):
+                cell_params = jax.tree.map(lambda p: p[cell], params)
+                x, *taps = _cell(edge, cell_params, x, genotype, eps[cell])
+                per_cell.append(taps)
+            conv_outputs, nodes = (jnp.stack(t) for t in zip(*per_cell))
+        self.sow("intermediates", "conv_out", conv_outputs)
+        # Each conv op on an edge leaving node i has its own ReLU reading node i.
+        readers = jnp.stack([
+            sum(_is_conv(genotype[e]) for e, (_, s) in enumerate(EDGES) if s == source)
+            for source in range(NUM_NODES - 1)
+        ])
+        self.sow("relu", "nodes", (nodes, jnp.broadcast_to(readers, (self.cells, NUM_NODES - 1))))
+        return x
 
 
 def _is_conv(op):
-    if isinstance(op, (int, np.integer)):
-        return int(op in CONV_OPS)
-    return ((op == OP_INDEX["nor_conv_1x1"]) | (op == OP_INDEX["nor_conv_3x3"])).astype(jnp.int32)
+    return jnp.asarray((op == OP_INDEX["nor_conv_1x1"]) | (op == OP_INDEX["nor_conv_3x3"]),
+                       jnp.int32)
 
 
 class ConvBN(linen.Module):
@@ -349,7 +414,7 @@ class ConvBN(linen.Module):
     @linen.compact
     def __call__(self, x: Array) -> Array:
         if self.relu:
-            self.sow("relu", "input", (x, 1))
+            self.sow("relu", "input", (x, jnp.ones((), jnp.int32)))
             x = jax.nn.relu(x)
         kernel = nn.ConvParams(self.in_channels, self.out_channels, self.kernel_size, name="conv")()
         conv = nn.conv2d if self.compiled else nn.conv2d_reference
@@ -401,12 +466,12 @@ class NB201Network(linen.Module):
             if stage:
                 x = ResNetBlock(previous, channels, reduction_bn, self.compiled,
                                 name=f"reduction_{stage}")(x)
-            for cell in range(config.cells_per_stage):
-                x = Cell(channels, self.bn, name=f"cells_{stage}_{cell}")(x, genotype)
+            x = CellStack(channels, config.cells_per_stage, self.bn, self.compiled,
+                          name=f"cells_{stage}")(x, genotype)
             previous = channels
         scale, bias = nn.BatchNormParams(previous, name="head_bn")()
         x = nn.batch_norm(x, scale.astype(x.dtype), bias.astype(x.dtype), self.bn)
-        self.sow("relu", "head", (x, 1))
+        self.sow("relu", "head", (x, jnp.ones((), jnp.int32)))
         x = jax.nn.relu(x)
         self.sow("features", "pre_gap", x)
         logits = nn.Dense(config.num_classes, name="classifier")(nn.global_avg_pool(x))
@@ -426,8 +491,9 @@ def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndar
     """
     layers, edges, ops = [], [], []
 
-    def add(name, kind, shape, param_path, output_path, edge=-1, op=-1):
-        layers.append(Layer(name, kind, tuple(shape), tuple(param_path), tuple(output_path)))
+    def add(name, kind, shape, param_path, output_path, edge=-1, op=-1, **indices):
+        layers.append(Layer(name, kind, tuple(shape), tuple(param_path), tuple(output_path),
+                            **indices))
         edges.append(edge)
         ops.append(op)
 
@@ -445,11 +511,12 @@ def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndar
                 (block, "shortcut", "kernel"), (block, "shortcut_out"))
         for cell in range(config.cells_per_stage):
             for edge, (target, source) in enumerate(EDGES):
-                prefix = (f"cells_{stage}_{cell}", f"edge_{target}_{source}")
+                stack, edge_name = f"cells_{stage}", EDGE_NAMES[edge]
                 for op, size in CONV_OPS.items():
                     conv = f"conv{size}x{size}"
-                    add("/".join(prefix + (conv,)), "conv", (size, size, channels, channels),
-                        prefix + (conv, "kernel"), prefix + ("conv_out",), edge, op)
+                    add(f"{stack}/{cell}/{edge_name}/{conv}", "conv", (size, size, channels, channels),
+                        (stack, edge_name, conv, "kernel"), (stack, "conv_out"), edge, op,
+                        param_index=(cell,), output_index=(cell, edge))
         previous = channels
     add("classifier", "linear", (previous, config.num_classes), ("classifier", "kernel"),
         ("logits",))
@@ -485,7 +552,7 @@ def _make_network(config: Config, *, compiled: bool) -> Network:
         if compiled:
             genotype = jnp.asarray(genotype, jnp.int32)
         else:
-            genotype = tuple(int(op) for op in validate_genotype(genotype))
+            genotype = tuple(int(op) for op in validate_genotype(genotype)) if not isinstance(genotype, tuple) else genotype
         module = NB201Network(config, bn, reduction_bn, compiled)
         if not capture:
             return module.apply(variables, images, genotype)
@@ -497,7 +564,17 @@ def _make_network(config: Config, *, compiled: bool) -> Network:
         selected = genotype[np.maximum(layer_edges, 0)] == layer_ops
         return jnp.where(layer_edges < 0, True, selected)
 
-    return Network("nb201", layers, init, apply, active, config.num_classes, config.image_size)
+    return Network(
+        space="nb201",
+        layers=layers,
+        init=init,
+        apply=apply,
+        active=active,
+        param_count=functools.partial(param_count, config=config),
+        flops=functools.partial(flops, config=config),
+        num_classes=config.num_classes,
+        image_size=config.image_size,
+    )
 
 
 def check_arch(arch_or_genotype) -> np.ndarray:

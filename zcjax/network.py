@@ -9,9 +9,10 @@ a saliency vector and entry ``l`` of a log-determinant vector are the same layer
 Collections the network's Flax module writes when asked (``capture=True``):
 
 - ``intermediates``: every layer's output before BatchNorm (``Layer.output_path``);
-- ``relu``: ``(relu_input, multiplicity)`` pairs, one per place where ReLUs read a tensor
-  (``multiplicity`` = how many ReLU modules of the reference network read it for this
-  genotype, 0 when none does);
+- ``relu``: ``(relu_inputs, multiplicities)`` pairs: ``relu_inputs`` has shape
+  ``sites + (N, ...)`` and ``multiplicities`` (int) shape ``sites`` (leading axes of
+  stacked sites, possibly none); a multiplicity is how many ReLU modules of the reference
+  network read that tensor for this genotype, 0 when none does;
 - ``features``: the feature map right before global average pooling (zen).
 
 It also honours a ``perturbations`` collection (Flax ``perturb``) at each layer output,
@@ -44,8 +45,12 @@ class Layer:
       shape: the weight's shape (HWIO for convs, (in, out) for linear).
       param_path: path of the weight inside ``variables["params"]``.
       output_path: path of the layer's output inside the ``intermediates`` and
-        ``perturbations`` collections. Two layers may share one path when at most one of
-        them is active for any genotype (the candidate convs of one edge).
+        ``perturbations`` collections.
+      param_index: index into the array at ``param_path`` (layers of scanned cells are
+        stacked on leading axes); ``()`` for the whole array.
+      output_index: index into the array at ``output_path``. Two layers may share one
+        output when at most one of them is active for any genotype (the candidate convs
+        of one edge).
     """
 
     name: str
@@ -53,6 +58,8 @@ class Layer:
     shape: tuple[int, ...]
     param_path: tuple[str, ...]
     output_path: tuple[str, ...]
+    param_index: tuple[int, ...] = ()
+    output_index: tuple[int, ...] = ()
 
     @property
     def size(self) -> int:
@@ -77,6 +84,9 @@ class Network:
         ``bn`` is a :data:`zcjax.nn.BatchNormMode`; ``reduction_bn`` overrides it inside
         the residual reduction blocks (foresight's synflow keeps BN there).
       active: ``active(genotype) -> bool[len(layers)]``: the layers this genotype uses.
+      param_count: ``param_count(genotype)``: parameters of the active network (the
+        benchmark's convention; traceable).
+      flops: ``flops(genotype)``: FLOPs of the active network for one image (traceable).
       num_classes: width of the classifier.
       image_size: expected input height and width.
     """
@@ -86,6 +96,8 @@ class Network:
     init: Callable[..., Variables]
     apply: Callable[..., Any]
     active: Callable[[Genotype], Array]
+    param_count: Callable[[Genotype], Any]
+    flops: Callable[[Genotype], Any]
     num_classes: int
     image_size: int
 
@@ -105,7 +117,7 @@ def get_path(tree: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 
 def layer_weights(network: Network, params: Mapping[str, Any]) -> list[Array]:
     """The weight of every layer, aligned with ``network.layers``."""
-    return [get_path(params, layer.param_path) for layer in network.layers]
+    return [get_path(params, layer.param_path)[layer.param_index] for layer in network.layers]
 
 
 def layer_outputs(network: Network, intermediates: Mapping[str, Any]) -> list[Array]:
@@ -113,7 +125,14 @@ def layer_outputs(network: Network, intermediates: Mapping[str, Any]) -> list[Ar
 
     ``sow`` stores a tuple of values per name; each layer is called once, so take [0].
     """
-    return [get_path(intermediates, layer.output_path)[0] for layer in network.layers]
+    return [get_path(intermediates, layer.output_path)[0][layer.output_index]
+            for layer in network.layers]
+
+
+def sown_values(collection: Mapping[str, Any]) -> list[Any]:
+    """Every value ``sow`` stored in a collection (it keeps a tuple of values per name)."""
+    containers = jax.tree.leaves(collection, is_leaf=lambda node: isinstance(node, tuple))
+    return [value for container in containers for value in container]
 
 
 def masked(values: Array, active: Array) -> Array:

@@ -55,12 +55,45 @@ def conv2d_reference(x: Array, kernel: Array, stride: int = 1, padding: int = 0)
     )
 
 
+def _input_grad_raw(grad_out, kernel, spatial, stride, padding):
+    """Full correlation of the (stride-dilated) output gradient with the flipped kernel."""
+    kh, kw = kernel.shape[:2]
+    (height, width), (out_h, out_w) = spatial, grad_out.shape[1:3]
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+    padding_hw = [
+        (kh - 1 - padding, height + padding - 1 - (out_h - 1) * stride),
+        (kw - 1 - padding, width + padding - 1 - (out_w - 1) * stride),
+    ]
+    return jax.lax.conv_general_dilated(
+        grad_out, flipped, (1, 1), padding_hw, lhs_dilation=(stride, stride),
+        dimension_numbers=_NHWC,
+    )
+
+
+def _weight_grad_raw(x, grad_out, kernel_hw, stride, padding):
+    """Channels as the batch, the batch as features: x^T (C_in, H, W, N) correlated with
+    g^T (H_out, W_out, N, C_out) is again a canonical NHWC x HWIO convolution."""
+    kh, kw = kernel_hw
+    (height, width), (out_h, out_w) = x.shape[1:3], grad_out.shape[1:3]
+    padding_hw = [
+        (padding, (out_h - 1) * stride + kh - height - padding),
+        (padding, (out_w - 1) * stride + kw - width - padding),
+    ]
+    grad = jax.lax.conv_general_dilated(
+        x.transpose(3, 1, 2, 0), grad_out.transpose(1, 2, 0, 3), (1, 1), padding_hw,
+        rhs_dilation=(stride, stride), dimension_numbers=_NHWC,
+    )
+    return grad.transpose(1, 2, 0, 3)
+
+
+# The three functions below are each other's VJPs, so derivatives of any order (GraSP's
+# Hessian-gradient product is reverse over reverse) stay canonical convolutions.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv2d(x: Array, kernel: Array, stride: int = 1, padding: int = 0) -> Array:
     """2-D cross-correlation, NHWC x HWIO -> NHWC, symmetric zero padding.
 
-    Numerically the same as :func:`conv2d_reference`; only the backward pass differs in
-    how it is written (see the module docstring).
+    Numerically the same as :func:`conv2d_reference`; only the derivatives differ in how
+    they are written (see the module docstring).
 
     Args:
       x: (N, H, W, C_in) input.
@@ -74,47 +107,64 @@ def conv2d(x: Array, kernel: Array, stride: int = 1, padding: int = 0) -> Array:
     return conv2d_reference(x, kernel, stride, padding)
 
 
+# Each forward rule calls its own custom-VJP function, not the raw convolution: when the
+# rule itself is differentiated (reverse over reverse), the raw convolution would get
+# stock autodiff and its slow non-canonical backward.
 def _conv2d_fwd(x, kernel, stride, padding):
-    return conv2d_reference(x, kernel, stride, padding), (x, kernel)
+    return conv2d(x, kernel, stride, padding), (x, kernel)
 
 
 def _conv2d_bwd(stride, padding, residuals, grad_out):
     x, kernel = residuals
-    kh, kw = kernel.shape[:2]
-    height, width = x.shape[1:3]
-    out_h, out_w = grad_out.shape[1:3]
-    # Input gradient: full correlation of the (stride-dilated) output gradient with the
-    # spatially flipped kernel whose in/out channels are swapped.
-    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-    pad_lo_h, pad_lo_w = kh - 1 - padding, kw - 1 - padding
-    pad_hi_h = height + padding - 1 - (out_h - 1) * stride
-    pad_hi_w = width + padding - 1 - (out_w - 1) * stride
-    grad_x = jax.lax.conv_general_dilated(
-        grad_out,
-        flipped,
-        (1, 1),
-        [(pad_lo_h, pad_hi_h), (pad_lo_w, pad_hi_w)],
-        lhs_dilation=(stride, stride),
-        dimension_numbers=_NHWC,
+    return (
+        conv2d_input_grad(grad_out, kernel, x.shape[1:3], stride, padding),
+        conv2d_weight_grad(x, grad_out, kernel.shape[:2], stride, padding),
     )
-    # Kernel gradient: treat channels as the batch and the batch as features, i.e. a
-    # canonical NHWC x HWIO convolution of x^T (C_in, H, W, N) with g^T (H_out, W_out, N, C_out).
-    x_t = x.transpose(3, 1, 2, 0)
-    g_t = grad_out.transpose(1, 2, 0, 3)
-    pad_hi_kh = (out_h - 1) * stride + kh - height - padding
-    pad_hi_kw = (out_w - 1) * stride + kw - width - padding
-    grad_k = jax.lax.conv_general_dilated(
-        x_t,
-        g_t,
-        (1, 1),
-        [(padding, pad_hi_kh), (padding, pad_hi_kw)],
-        rhs_dilation=(stride, stride),
-        dimension_numbers=_NHWC,
-    )
-    return grad_x, grad_k.transpose(1, 2, 0, 3)
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv2d_input_grad(grad_out, kernel, spatial, stride, padding):
+    """d conv2d(x, kernel) / dx, applied to ``grad_out``; ``spatial`` = x's (H, W)."""
+    return _input_grad_raw(grad_out, kernel, spatial, stride, padding)
+
+
+def _input_grad_fwd(grad_out, kernel, spatial, stride, padding):
+    return conv2d_input_grad(grad_out, kernel, spatial, stride, padding), (grad_out, kernel)
+
+
+def _input_grad_bwd(spatial, stride, padding, residuals, cotangent):
+    grad_out, kernel = residuals
+    return (
+        conv2d(cotangent, kernel, stride, padding),
+        conv2d_weight_grad(cotangent, grad_out, kernel.shape[:2], stride, padding),
+    )
+
+
+conv2d_input_grad.defvjp(_input_grad_fwd, _input_grad_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv2d_weight_grad(x, grad_out, kernel_hw, stride, padding):
+    """d conv2d(x, kernel) / dkernel, applied to ``grad_out``."""
+    return _weight_grad_raw(x, grad_out, kernel_hw, stride, padding)
+
+
+def _weight_grad_fwd(x, grad_out, kernel_hw, stride, padding):
+    return conv2d_weight_grad(x, grad_out, kernel_hw, stride, padding), (x, grad_out)
+
+
+def _weight_grad_bwd(kernel_hw, stride, padding, residuals, cotangent):
+    x, grad_out = residuals
+    return (
+        conv2d_input_grad(grad_out, cotangent, x.shape[1:3], stride, padding),
+        conv2d(x, cotangent, stride, padding),
+    )
+
+
+conv2d_weight_grad.defvjp(_weight_grad_fwd, _weight_grad_bwd)
 
 
 # ---------------------------------------------------------------------------
@@ -185,28 +235,51 @@ def global_avg_pool(x: Array) -> Array:
 # ---------------------------------------------------------------------------
 # Flax parameter holders (PyTorch-default init)
 # ---------------------------------------------------------------------------
+def stacked(init, count: int | None):
+    """``init`` for a stack of ``count`` independently initialised copies (axis 0)."""
+    if count is None:
+        return init
+
+    def init_stack(key, shape, dtype=jnp.float32):
+        return jax.vmap(lambda k: init(k, shape[1:], dtype))(jax.random.split(key, shape[0]))
+
+    return init_stack
+
+
+def _stack_shape(count: int | None, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return shape if count is None else (count,) + shape
+
+
 class ConvParams(linen.Module):
-    """Holds one bias-free Conv2d kernel (HWIO) with PyTorch's default init."""
+    """Holds one bias-free Conv2d kernel (HWIO) with PyTorch's default init.
+
+    With ``stack``, holds that many independently initialised kernels on a leading axis
+    (the cells of a stage, scanned over).
+    """
 
     in_channels: int
     out_channels: int
     kernel_size: int
+    stack: int | None = None
 
     @linen.compact
     def __call__(self) -> Array:
         shape = (self.kernel_size, self.kernel_size, self.in_channels, self.out_channels)
-        return self.param("kernel", torch_default_kernel_init, shape, jnp.float32)
+        return self.param("kernel", stacked(torch_default_kernel_init, self.stack),
+                          _stack_shape(self.stack, shape), jnp.float32)
 
 
 class BatchNormParams(linen.Module):
-    """Holds the affine parameters of a BatchNorm2d (scale 1, bias 0)."""
+    """Holds the affine parameters of a BatchNorm2d (scale 1, bias 0), optionally stacked."""
 
     channels: int
+    stack: int | None = None
 
     @linen.compact
     def __call__(self) -> tuple[Array, Array]:
-        scale = self.param("scale", linen.initializers.ones, (self.channels,), jnp.float32)
-        bias = self.param("bias", linen.initializers.zeros, (self.channels,), jnp.float32)
+        shape = _stack_shape(self.stack, (self.channels,))
+        scale = self.param("scale", linen.initializers.ones, shape, jnp.float32)
+        bias = self.param("bias", linen.initializers.zeros, shape, jnp.float32)
         return scale, bias
 
 

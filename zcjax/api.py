@@ -1,0 +1,167 @@
+"""Where proxies meet search spaces: ``score`` for notebooks, ``make_scorer`` for bulk work.
+
+x64 is enabled only inside zcjax's own scoring calls (``jax.enable_x64`` as a context),
+because synflow, the correlation matrices and the log-determinants need float64; the
+networks themselves run in float32 and JAX's global configuration is never changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+from collections.abc import Iterable, Mapping
+from types import ModuleType
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from zcjax import data
+from zcjax.network import Network
+from zcjax.proxies import registry
+from zcjax.proxies.base import Options, ProxyInputs, ProxyOutput
+
+SPACES = {"nb201": "zcjax.spaces.nb201"}
+_INIT_STREAM, _NOISE_STREAM = 0, 1  # fold_in streams of the user's key
+
+
+def get_space(space: str) -> ModuleType:
+    """The module of a search space by name (e.g. ``"nb201"``)."""
+    if space not in SPACES:
+        raise ValueError(f"unknown search space {space!r}; valid spaces: {', '.join(SPACES)}")
+    return importlib.import_module(SPACES[space])
+
+
+def _options(**options: Any) -> Options:
+    valid = {field.name for field in dataclasses.fields(Options)}
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; valid options: "
+                        f"{', '.join(sorted(valid))}")
+    return Options(**options)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scorer:
+    """A compiled scorer: ``scorer(genotype, batch, key) -> {proxy: scalar array}``.
+
+    Attributes:
+      network: the space's compiled-once network.
+      proxies: the proxy names, in order.
+      compiled: the jitted ``(genotype, images, labels, key) -> outputs`` itself (no input
+        checks; must be called inside ``jax.enable_x64(True)``). Its cache holds one entry
+        per (batch shape, dtype): genotypes are data, not structure.
+    """
+
+    network: Network
+    proxies: tuple[str, ...]
+    space: ModuleType
+    compiled: Any
+
+    def __call__(self, genotype, batch, key: jax.Array | None = None):
+        """Score one architecture.
+
+        Args:
+          genotype: the space's int genotype (e.g. ``zcjax.spaces.nb201.encode(arch)``).
+          batch: ``(images NHWC float, labels int)``.
+          key: PRNG key for the initialisation (and any proxy noise); default key 0.
+        """
+        if isinstance(genotype, str):
+            raise TypeError("make_scorer's scorer takes an int genotype; encode the arch "
+                            f"string first ({self.space.__name__}.encode) or use zcjax.score")
+        genotype = self.space.check_arch(genotype)
+        images, labels = data.validate_batch(batch, image_size=self.network.image_size,
+                                             num_classes=self.network.num_classes)
+        key = jax.random.key(0) if key is None else key
+        with jax.enable_x64(True):
+            return self.compiled(jnp.asarray(genotype, jnp.int32), images.astype(jnp.float32),
+                                 labels, key)
+
+
+def make_scorer(
+    space: str = "nb201",
+    proxies: str | Iterable[str] | None = None,
+    *,
+    num_classes: int | None = None,
+    config: Any = None,
+    per_layer: bool = False,
+    **options: Any,
+) -> Scorer:
+    """Build the compiled scorer of a proxy set on a space (compiled once per batch shape).
+
+    Args:
+      space: search space name.
+      proxies: proxy names (sequence or comma-separated); None = every registered proxy.
+      num_classes: classifier width; default: the space config's (10 for NB201, CIFAR-10).
+      config: the space's ``Config`` (smaller networks for tests); default: the benchmark's.
+      per_layer: return each proxy's :class:`~zcjax.proxies.ProxyOutput` (score, per-layer
+        values aligned with ``scorer.network.layers``, active mask) instead of the score.
+      **options: fields of :class:`zcjax.proxies.Options`.
+
+    Returns:
+      A :class:`Scorer`.
+    """
+    space_module = get_space(space)
+    config = space_module.Config() if config is None else config
+    if num_classes is not None:
+        config = dataclasses.replace(config, num_classes=int(num_classes))
+    network = space_module.network(config)
+    resolved = registry.resolve(proxies)
+    static = _options(**options)
+
+    def score_architecture(genotype, images, labels, key):
+        variables = network.init(jax.random.fold_in(key, _INIT_STREAM), images[:1])
+        inputs = ProxyInputs(network, variables, genotype, images, labels,
+                             jax.random.fold_in(key, _NOISE_STREAM), static)
+        outputs: Mapping[str, ProxyOutput] = registry.run(resolved, inputs)
+        if per_layer:
+            return dict(outputs)
+        return {name: output.score for name, output in outputs.items()}
+
+    return Scorer(network, tuple(p.name for p in resolved), space_module,
+                  jax.jit(score_architecture))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_scorer(space, proxies, num_classes, options) -> Scorer:
+    return make_scorer(space, proxies, num_classes=num_classes, **dict(options))
+
+
+def score(
+    genotype,
+    batch,
+    *,
+    proxies: str | Iterable[str] | None = None,
+    key: jax.Array | None = None,
+    space: str = "nb201",
+    num_classes: int | None = None,
+    **options: Any,
+) -> dict[str, float]:
+    """Score one architecture on one minibatch with zero-cost proxies.
+
+    Repeated calls with the same space, proxies, class count and options reuse one
+    compiled scorer, so scoring many architectures in a notebook compiles once.
+
+    Args:
+      genotype: an arch string (``"|nor_conv_3x3~0|+|...|"``) or the space's int genotype.
+      batch: ``(images, labels)``: images float NHWC (normalised), labels int.
+      proxies: names (sequence or comma-separated); None = every registered proxy.
+      key: PRNG key of the random initialisation; default ``jax.random.key(0)``.
+      space: search space name.
+      num_classes: classifier width; default the space's (10 for NB201).
+      **options: fields of :class:`zcjax.proxies.Options`.
+
+    Returns:
+      ``{proxy name: score}`` as Python floats (non-finite values are kept).
+
+    Example:
+      >>> batch = zcjax.data.sample_batch("cifar10", 64)
+      >>> zcjax.score("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|none~1|"
+      ...             "avg_pool_3x3~2|", batch, proxies=("snip", "naswot"))
+    """
+    names = tuple(p.name for p in registry.resolve(proxies))
+    scorer = _cached_scorer(space, names, num_classes, tuple(sorted(options.items())))
+    genotype = scorer.space.check_arch(genotype)
+    return {name: float(value) for name, value in scorer(genotype, batch, key).items()}

@@ -1,0 +1,137 @@
+"""The forward/backward passes that proxies share.
+
+Each pass is a pure function of :class:`~zcjax.proxies.base.ProxyInputs`. A scorer runs
+every pass its proxies need exactly once: snip, grad_norm, plain, fisher and grasp all
+read :func:`loss_gradients`; synflow and its SNR/T-CET variants read
+:func:`synflow_gradients`; naswot, nwot and lnwot read :func:`activations`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from zcjax.network import layer_outputs, layer_weights
+from zcjax.proxies.base import ProxyInputs, cross_entropy
+
+Array = jax.Array
+
+
+class LossGradients(NamedTuple):
+    """One forward (BN batch statistics) and one backward of the mean cross-entropy.
+
+    Attributes:
+      loss: scalar.
+      weight_grads: dL/dW per layer, aligned with the layer table.
+      output_grads: dL/d(layer output) per layer (pre-BN outputs; zero perturbations).
+      outputs: the layer outputs themselves.
+      param_grads: dL/dparams, the whole tree (grasp builds on it).
+    """
+
+    loss: Array
+    weight_grads: list[Array]
+    output_grads: list[Array]
+    outputs: list[Array]
+    param_grads: Any
+
+
+def _zero_perturbations(intermediates_shapes):
+    """A zero perturbation for every sown output (``sow`` stores 1-tuples)."""
+    return jax.tree.map(
+        lambda shapes: jnp.zeros(shapes[0].shape, shapes[0].dtype),
+        intermediates_shapes,
+        is_leaf=lambda node: isinstance(node, tuple),
+    )
+
+
+def loss_gradients(inputs: ProxyInputs) -> LossGradients:
+    network, genotype, images = inputs.network, inputs.genotype, inputs.images
+
+    def capture(params, perturbations=None):
+        variables = {"params": params}
+        if perturbations is not None:
+            variables["perturbations"] = perturbations
+        return network.apply(variables, genotype, images, capture=True)
+
+    shapes = jax.eval_shape(capture, inputs.params)[1]["intermediates"]
+    perturbations = _zero_perturbations(shapes)
+
+    def loss_fn(params, perturbations):
+        logits, collections = capture(params, perturbations)
+        return cross_entropy(logits, inputs.labels), collections["intermediates"]
+
+    (loss, intermediates), (param_grads, perturbation_grads) = jax.value_and_grad(
+        loss_fn, argnums=(0, 1), has_aux=True
+    )(inputs.params, perturbations)
+    wrap = lambda tree: jax.tree.map(lambda leaf: (leaf,), tree)  # noqa: E731 - sow's layout
+    return LossGradients(
+        loss=loss,
+        weight_grads=layer_weights(network, param_grads),
+        output_grads=layer_outputs(network, wrap(perturbation_grads)),
+        outputs=layer_outputs(network, intermediates),
+        param_grads=param_grads,
+    )
+
+
+class SynflowGradients(NamedTuple):
+    """float64 gradients of R = sum(logits) for |params|, BN removed, one all-ones image.
+
+    Attributes:
+      weights: |W| per layer (float64).
+      weight_grads: dR/d|W| per layer (float64).
+    """
+
+    weights: list[Array]
+    weight_grads: list[Array]
+
+
+def synflow_gradients(inputs: ProxyInputs) -> SynflowGradients:
+    """Synflow's pass. Needs x64 enabled (the scorer enables it in scope).
+
+    float32 overflows for about one NB201 network in ten (scores reach 1e45-1e60).
+    """
+    network = inputs.network
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError("synflow runs in float64: call it inside `with jax.enable_x64(True):`")
+    params = jax.tree.map(lambda p: jnp.abs(p).astype(jnp.float64), inputs.params)
+    ones = jnp.ones((1,) + inputs.images.shape[1:], jnp.float64)
+    reduction_bn = "batch" if inputs.options.synflow_reduction_bn else "off"
+
+    def total_output(params):
+        logits = network.apply({"params": params}, inputs.genotype, ones, bn="off",
+                               reduction_bn=reduction_bn)
+        return jnp.sum(logits)
+
+    grads = jax.grad(total_output)(params)
+    return SynflowGradients(layer_weights(network, params), layer_weights(network, grads))
+
+
+def activations(inputs: ProxyInputs) -> dict[str, Any]:
+    """One forward that captures layer outputs and ReLU inputs (no gradients).
+
+    BatchNorm runs in ``options.activation_bn`` mode (alethiometer: eval mode).
+    """
+    _, collections = inputs.network.apply(
+        inputs.variables, inputs.genotype, inputs.images, bn=inputs.options.activation_bn,
+        capture=True,
+    )
+    return collections
+
+
+def input_gradients(inputs: ProxyInputs) -> Array:
+    """d(sum of logits)/d(images), one batched backward (train-mode BN couples samples)."""
+
+    def total_output(images):
+        return jnp.sum(inputs.network.apply(inputs.variables, inputs.genotype, images))
+
+    return jax.grad(total_output)(inputs.images)
+
+
+PASSES = {
+    "loss_gradients": loss_gradients,
+    "synflow_gradients": synflow_gradients,
+    "activations": activations,
+    "input_gradients": input_gradients,
+}
