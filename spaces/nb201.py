@@ -52,7 +52,7 @@ NUM_EDGES = len(EDGES)
 NUM_NODES = 4
 NUM_ARCHS = len(OPS) ** NUM_EDGES
 
-_NODE_PATTERN = re.compile(r"\|([^|~]+)~(\d+)")
+_NODE_PATTERN = re.compile(r"\|([^|~]+)~([0-9]+)")
 
 
 @dataclasses.dataclass(frozen=True)

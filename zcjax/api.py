@@ -85,6 +85,7 @@ def make_scorer(
     proxies: str | Iterable[str] | None = None,
     *,
     num_classes: int | None = None,
+    image_size: int | None = None,
     config: Any = None,
     per_layer: bool = False,
     **options: Any,
@@ -95,6 +96,8 @@ def make_scorer(
       space: search space name.
       proxies: proxy names (sequence or comma-separated); None = every registered proxy.
       num_classes: classifier width; default: the space config's (10 for NB201, CIFAR-10).
+      image_size: input height and width (the networks are fully convolutional; this sets
+        what batches are accepted and what FLOPs count); default: the config's (32).
       config: the space's ``Config`` (smaller networks for tests); default: the benchmark's.
       per_layer: return each proxy's :class:`~zcjax.proxies.ProxyOutput` (score, per-layer
         values aligned with ``scorer.network.layers``, active mask) instead of the score.
@@ -107,6 +110,8 @@ def make_scorer(
     config = space_module.Config() if config is None else config
     if num_classes is not None:
         config = dataclasses.replace(config, num_classes=int(num_classes))
+    if image_size is not None:
+        config = dataclasses.replace(config, image_size=int(image_size))
     network = space_module.network(config)
     resolved = registry.resolve(proxies)
     static = _options(**options)
@@ -125,8 +130,9 @@ def make_scorer(
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_scorer(space, proxies, num_classes, options) -> Scorer:
-    return make_scorer(space, proxies, num_classes=num_classes, **dict(options))
+def _cached_scorer(space, proxies, num_classes, image_size, options) -> Scorer:
+    return make_scorer(space, proxies, num_classes=num_classes, image_size=image_size,
+                       **dict(options))
 
 
 def score(
@@ -150,7 +156,8 @@ def score(
       proxies: names (sequence or comma-separated); None = every registered proxy.
       key: PRNG key of the random initialisation; default ``jax.random.key(0)``.
       space: search space name.
-      num_classes: classifier width; default the space's (10 for NB201).
+      num_classes: classifier width; default the space's (10 for NB201). The image size is
+        taken from the batch.
       **options: fields of :class:`zcjax.proxies.Options`.
 
     Returns:
@@ -162,6 +169,8 @@ def score(
       ...             "avg_pool_3x3~2|", batch, proxies=("snip", "naswot"))
     """
     names = tuple(p.name for p in registry.resolve(proxies))
-    scorer = _cached_scorer(space, names, num_classes, tuple(sorted(options.items())))
-    genotype = scorer.space.check_arch(genotype)
-    return {name: float(value) for name, value in scorer(genotype, batch, key).items()}
+    genotype = get_space(space).check_arch(genotype)
+    image_size = data.validate_batch(batch)[0].shape[1]
+    scorer = _cached_scorer(space, names, num_classes, image_size, tuple(sorted(options.items())))
+    scores = scorer(genotype, batch, key)
+    return {name: float(scores[name]) for name in names}

@@ -1,0 +1,54 @@
+"""Shared fixtures: small NB201 configs, keys, the bundled batch, the shared data folder."""
+
+from pathlib import Path
+
+import jax
+import pytest
+
+import zcjax
+from zcjax.spaces import nb201
+
+# ../shared/data beside the repository (never copied into it).
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+SMALL = nb201.Config(channels=(4, 8, 16), cells_per_stage=2)
+# For suites that compile every proxy several times: 16x16 inputs, one cell per stage.
+TINY = nb201.Config(channels=(2, 4, 8), cells_per_stage=1, image_size=16)
+
+# Architectures covering every op, degenerate ones included.
+ARCHS = (
+    "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|none~1|avg_pool_3x3~2|",
+    "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+    "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
+    "|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|avg_pool_3x3~0|avg_pool_3x3~1|avg_pool_3x3~2|",
+    "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+    "|nor_conv_1x1~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|",
+)
+# Those whose output depends on the input (no proxy is degenerate on them).
+CONNECTED_ARCHS = ARCHS[:5]
+
+
+def shared_file(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data file not found: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def batch():
+    """16 real CIFAR-10 images (bundled), augmented deterministically."""
+    return zcjax.data.sample_batch("cifar10", 16)
+
+
+@pytest.fixture(scope="session")
+def tiny_batch():
+    """8 real 16x16 ImageNet images (bundled), labels folded into TINY's 10 classes."""
+    images, labels = zcjax.data.sample_batch("imagenet16-120", 8)
+    return images, labels % TINY.num_classes
+
+
+@pytest.fixture
+def key():
+    return jax.random.key(0)

@@ -1,0 +1,228 @@
+"""The proxy conformance suite: every registered proxy, the same checks (jit == eager,
+same key -> same value, finite on real images, unused parameters never count, shared
+passes change nothing), plus proxy-specific checks against direct computations."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import zcjax
+from conftest import ARCHS, CONNECTED_ARCHS, SMALL, TINY
+from zcjax import proxies
+from zcjax.network import layer_weights
+from zcjax.proxies.base import Options, ProxyInputs
+from zcjax.proxies.naswot import binary_code_kernel, safe_logdet
+from zcjax.spaces import nb201
+
+ALL = proxies.names()
+DECOMPOSABLE = ("grad_norm", "snip", "grasp", "fisher", "synflow", "plain", "l2_norm")
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return zcjax.make_scorer("nb201", ALL, config=TINY, per_layer=True)
+
+
+@pytest.fixture(scope="module")
+def scored(scorer, tiny_batch):
+    """Every proxy on every test architecture, key 0."""
+    return {arch: scorer(nb201.encode(arch), tiny_batch, jax.random.key(0)) for arch in ARCHS}
+
+
+def _inputs(network, variables, arch, batch, key=jax.random.key(0)):
+    images, labels = batch
+    return ProxyInputs(network, variables, jnp.asarray(nb201.encode(arch)), images, labels, key)
+
+
+def _run(names, inputs, *, jit=True, separately=False):
+    """Scores of ``names`` on ``inputs``; ``separately``: each proxy with its own passes."""
+
+    def run(inputs):
+        if separately:
+            return {name: proxies.run([proxies.get(name)], inputs)[name].score for name in names}
+        return {k: v.score for k, v in proxies.run(proxies.resolve(names), inputs).items()}
+
+    with jax.enable_x64(True):
+        if not jit:
+            return run(inputs)
+        fields = dataclasses.astuple(inputs)
+        static = dict(network=inputs.network, options=inputs.options)
+        arrays = {k: v for k, v in zip([f.name for f in dataclasses.fields(inputs)], fields)
+                  if k not in static}
+        return jax.jit(lambda arrays: run(ProxyInputs(**arrays, **static)))(arrays)
+
+
+def test_registry_holds_the_eleven_classic_proxies():
+    assert set(proxies.CLASSIC) <= set(ALL)
+    assert len(proxies.CLASSIC) == 11
+
+
+def test_unknown_proxy_lists_the_valid_names():
+    with pytest.raises(KeyError, match="unknown proxy 'snipp'.*grad_norm.*synflow"):
+        proxies.resolve(["snip", "snipp"])
+    with pytest.raises(KeyError, match="valid proxies"):
+        zcjax.make_scorer("nb201", "snip,nope")
+
+
+@pytest.mark.parametrize("arch", CONNECTED_ARCHS)
+def test_every_proxy_is_finite_on_real_images(scored, arch):
+    for name, output in scored[arch].items():
+        assert np.isfinite(output.score), (name, arch)
+
+
+def test_one_compilation_serves_every_architecture(scorer, scored):
+    assert len(scored) == len(ARCHS)
+    assert scorer.compiled._cache_size() == 1
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_jit_equals_eager(scored, tiny_batch, name):
+    network = nb201.network(TINY)
+    arch = CONNECTED_ARCHS[0]
+    variables = network.init(jax.random.fold_in(jax.random.key(0), 0), tiny_batch[0][:1])
+    inputs = dataclasses.replace(_inputs(network, variables, arch, tiny_batch),
+                                 key=jax.random.fold_in(jax.random.key(0), 1))
+    with jax.disable_jit():
+        eager = _run([name], inputs, jit=False)[name]
+    np.testing.assert_allclose(eager, scored[arch][name].score, rtol=2e-4)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_same_key_same_value_other_key_other_value(scorer, scored, tiny_batch, name):
+    genotype = nb201.encode(CONNECTED_ARCHS[0])
+    again = scorer(genotype, tiny_batch, jax.random.key(0))[name].score
+    assert again == scored[CONNECTED_ARCHS[0]][name].score
+    other = scorer(genotype, tiny_batch, jax.random.key(1))[name].score
+    if name in ("params", "flops"):
+        assert other == again
+    else:
+        assert other != again
+
+
+def test_unused_parameters_never_count(tiny_batch):
+    network = nb201.network(TINY)
+    arch = ARCHS[0]
+    variables = network.init(jax.random.key(3))
+    active = np.asarray(network.active(nb201.encode(arch)))
+    # Scramble every parameter (conv and its BN) of every op the architecture does not use.
+    noise = jax.random.key(4)
+    params = jax.tree.map(lambda p: p, variables["params"])
+    scrambled = 0
+    for layer, used in zip(network.layers, active):
+        if not used and "edge" in layer.name:
+            edge = params[layer.param_path[0]][layer.param_path[1]]
+            for part in (layer.param_path[2], "bn" + layer.param_path[2][4:]):
+                for leaf, value in edge[part].items():
+                    noise, sub = jax.random.split(noise)
+                    edge[part][leaf] = value.at[layer.param_index].set(
+                        3.0 * jax.random.normal(sub, value.shape[1:]))
+                    scrambled += 1
+    assert scrambled > 0
+    before = _run(ALL, _inputs(network, variables, arch, tiny_batch))
+    after = _run(ALL, _inputs(network, {"params": params}, arch, tiny_batch))
+    for name in ALL:
+        np.testing.assert_allclose(after[name], before[name], rtol=1e-6, err_msg=name)
+
+
+def test_sharing_passes_changes_nothing(scored, tiny_batch):
+    arch = CONNECTED_ARCHS[1]
+    network = nb201.network(TINY)
+    variables = network.init(jax.random.fold_in(jax.random.key(0), 0), tiny_batch[0][:1])
+    inputs = dataclasses.replace(_inputs(network, variables, arch, tiny_batch),
+                                 key=jax.random.fold_in(jax.random.key(0), 1))
+    separate = _run(ALL, inputs, separately=True)
+    for name in ALL:
+        np.testing.assert_allclose(separate[name], scored[arch][name].score, rtol=1e-5,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("name", DECOMPOSABLE)
+def test_per_layer_values_add_up_to_the_score(scored, name):
+    for arch in ARCHS:
+        output = scored[arch][name]
+        assert output.per_layer.shape == (len(nb201.network(TINY).layers),)
+        total = np.sum(np.where(output.active, output.per_layer, 0))
+        np.testing.assert_allclose(total, output.score, rtol=1e-5)
+
+
+def test_degenerate_architecture_gives_results_not_errors(scored):
+    output = scored["|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"]
+    assert np.isnan(float(output["jacob_cov"].score))  # constant Jacobian rows: NaN
+    for name in ("snip", "grad_norm", "grasp", "synflow", "naswot"):
+        assert float(output[name].score) == 0.0
+
+
+# ------------------------------------------------------------ proxy-specific checks
+
+
+def test_binary_code_kernel_and_safe_logdet():
+    x = jax.random.normal(jax.random.key(0), (6, 2, 3, 5))
+    codes = (np.asarray(x).reshape(6, -1) > 0).astype(np.float64)
+    want = codes @ codes.T + (1 - codes) @ (1 - codes).T
+    with jax.enable_x64(True):
+        np.testing.assert_array_equal(binary_code_kernel(x), want)
+        np.testing.assert_allclose(safe_logdet(jnp.asarray(want)), np.linalg.slogdet(want)[1])
+        assert safe_logdet(jnp.ones((3, 3))) == 0.0
+
+
+def test_synflow_runs_in_float64_and_keeps_huge_values():
+    with jax.enable_x64(True):
+        out = zcjax.make_scorer("nb201", ["synflow"], per_layer=True)
+        result = out(nb201.encode(ARCHS[2]), zcjax.data.sample_batch("cifar10", 2))["synflow"]
+    assert result.per_layer.dtype == jnp.float64
+    assert float(result.score) > 1e30 and np.isfinite(float(result.score))  # beyond float32
+
+
+def test_jacob_cov_matches_numpy_on_the_same_jacobian(batch):
+    network = nb201.network(SMALL)
+    variables = network.init(jax.random.key(0))
+    inputs = _inputs(network, variables, CONNECTED_ARCHS[0], batch)
+    with jax.enable_x64(True):
+        jacobian = np.asarray(jax.grad(lambda x: network.apply(variables, inputs.genotype,
+                                                               x).sum())(inputs.images))
+        got = _run(["jacob_cov"], inputs)["jacob_cov"]
+    eigenvalues = np.real(np.linalg.eig(np.corrcoef(jacobian.reshape(len(jacobian), -1)))[0])
+    want = -np.sum(np.log(eigenvalues + 1e-5) + 1 / (eigenvalues + 1e-5))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_snip_grad_norm_plain_l2_from_their_definitions(batch):
+    network = nb201.network(SMALL)
+    variables = network.init(jax.random.key(5))
+    inputs = _inputs(network, variables, ARCHS[1], batch)
+    images, labels = batch
+
+    def loss(params):
+        logits = nb201.reference_network(SMALL).apply({"params": params}, inputs.genotype, images)
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(labels)), labels])
+
+    grads = layer_weights(network, jax.grad(loss)(variables["params"]))
+    weights = layer_weights(network, variables["params"])
+    active = np.asarray(network.active(inputs.genotype))
+    pick = lambda values: sum(v for v, a in zip(values, active) if a)  # noqa: E731
+    got = _run(["snip", "grad_norm", "plain", "l2_norm"], inputs)
+    np.testing.assert_allclose(got["snip"], pick([np.abs(w * g).sum() for w, g in zip(weights, grads)]), rtol=1e-4)
+    np.testing.assert_allclose(got["grad_norm"], pick([np.linalg.norm(g) for g in grads]), rtol=1e-4)
+    np.testing.assert_allclose(got["plain"], pick([(w * g).sum() for w, g in zip(weights, grads)]), rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(got["l2_norm"], pick([np.linalg.norm(w) for w in weights]), rtol=1e-5)
+
+
+def test_params_and_flops_proxies_report_millions():
+    out = zcjax.score(ARCHS[0], zcjax.data.sample_batch("cifar10", 2), proxies=("params", "flops"))
+    assert out["params"] == pytest.approx(nb201.param_count(ARCHS[0]) / 1e6, rel=1e-6)
+    assert out["flops"] == pytest.approx(nb201.flops(ARCHS[0]) / 1e6, rel=1e-6)
+
+
+def test_options_change_what_they_say(batch):
+    scorer = lambda **o: zcjax.make_scorer("nb201", ["synflow", "naswot"], config=SMALL, **o)  # noqa: E731
+    genotype = nb201.encode(CONNECTED_ARCHS[0])
+    base = scorer()(genotype, batch)
+    kept = scorer(synflow_reduction_bn=True)(genotype, batch)
+    batch_bn = scorer(activation_bn="batch")(genotype, batch)
+    assert kept["synflow"] != base["synflow"] and kept["naswot"] == base["naswot"]
+    assert batch_bn["naswot"] != base["naswot"] and batch_bn["synflow"] == base["synflow"]
+    with pytest.raises(TypeError, match="unknown option.*valid options"):
+        zcjax.make_scorer("nb201", ["snip"], synflow_bn=True)
