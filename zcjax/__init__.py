@@ -4,7 +4,7 @@ Score a randomly initialised architecture from one minibatch, rank architectures
 measure how well the ranking agrees with trained accuracies.
 """
 
-from zcjax import data, proxies
+from zcjax import aggregate, data, metrics, proxies
 from zcjax.api import Scorer, get_space, make_scorer, score
 from zcjax.network import Layer, Network
 
@@ -14,9 +14,11 @@ __all__ = [
     "Layer",
     "Network",
     "Scorer",
+    "aggregate",
     "data",
     "get_space",
     "make_scorer",
+    "metrics",
     "proxies",
     "score",
 ]

@@ -45,7 +45,7 @@ def _options(**options: Any) -> Options:
 
 @dataclasses.dataclass(frozen=True)
 class Scorer:
-    """A compiled scorer: ``scorer(genotype, batch, key) -> {proxy: scalar array}``.
+    """A compiled scorer: ``scorer(genotype, batch, key) -> {proxy: NumPy scalar}``.
 
     Attributes:
       network: the space's compiled-once network.
@@ -76,8 +76,10 @@ class Scorer:
                                              num_classes=self.network.num_classes)
         key = jax.random.key(0) if key is None else key
         with jax.enable_x64(True):
-            return self.compiled(jnp.asarray(genotype, jnp.int32), images.astype(jnp.float32),
-                                 labels, key)
+            outputs = self.compiled(jnp.asarray(genotype, jnp.int32), images.astype(jnp.float32),
+                                    labels, key)
+        # NumPy, so float64 results stay float64 outside the x64 scope.
+        return jax.device_get(outputs)
 
 
 def make_scorer(

@@ -9,8 +9,19 @@ The same weights (a zcjax init, copied into a PyTorch NAS-Bench-201 ``TinyNetwor
 * short PyTorch re-derivations of foresight's fisher, jacob_cov, plain and l2_norm, which
   alethiometer does not ship.
 
-Tolerances: float32 gradient proxies 1e-4 relative (network score and every layer),
-synflow (float64) 1e-9, naswot equal binary-code kernels (exact) and log-determinant.
+Same-precision checks, both at the small config (channels 4/8/16, one cell per stage,
+batch 16 of ``sample_batch``) over 13 architectures:
+
+* float32 (what each side runs by default): 1e-4 relative for the float32 gradient
+  proxies, network score and every layer; grasp and plain (signed sums that cancel) are held
+  to 1e-4 of the L1 norm of their per-weight terms instead; synflow (float64 on both sides)
+  1e-9; naswot: the binary-code kernels equal exactly and the log-determinant to float32.
+* float64 on both sides (zcjax's proxy functions on float64 params and images, the same
+  reference code on ``model.double()``): 1e-9, which shows that every float32 difference is
+  round-off and not a difference in what is computed.
+
+The slow test repeats this on the full-size network (where float32 is ill-conditioned, see
+FULL_TOLERANCE).
 
 alethiometer's package ``__init__`` imports torchvision (dataset helpers only), so its
 metric code is loaded under a bare package module (:func:`load_alethiometer`).
@@ -52,8 +63,8 @@ import torch_nb201  # noqa: E402
 
 def load_alethiometer():
     """alethiometer's ``zc_proxy`` module without running the package ``__init__``."""
-    if "alethiometer.zc_proxy" in sys.modules:
-        return sys.modules["alethiometer.zc_proxy"]
+    if "alethiometer" in sys.modules:  # already imported (e.g. torchvision is installed)
+        return importlib.import_module("alethiometer.zc_proxy")
     spec = importlib.util.find_spec("alethiometer")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("alethiometer is not installed")
@@ -80,8 +91,9 @@ except Exception as error:  # pragma: no cover - depends on the environment
 # that costs ~0.5 s a call here and changes no value, so the reference skips it.
 sys.modules["alethiometer.zero_cost_metrics"].gc = types.SimpleNamespace(collect=lambda: 0)
 
-# With 2 intra-op threads PyTorch's CPU kernels run ~100x slower on small tensors here
-# (thread contention with XLA's pool); one thread changes no numerics that matter.
+# With 2 intra-op threads PyTorch's CPU kernels run ~100x slower on these small tensors
+# on a 2-core machine (1.6 s vs 0.012 s for one small forward+backward); one thread is
+# enough and only reorders float32 reductions.
 torch.set_num_threads(1)
 
 SMALL = nb201.Config(channels=(4, 8, 16), cells_per_stage=1)
@@ -331,10 +343,11 @@ class Parity:
     behind: any difference is a difference in what is computed).
     """
 
-    def __init__(self, scorer, config, arch, batch, key, *, float64=False):
+    def __init__(self, scorer, config, arch, batch, key, *, float64=False, variables=None):
         genotype = nb201.encode(arch)
         self.arch = arch
-        variables = scorer.network.init(jax.random.fold_in(key, 0), batch[0][:1])
+        if variables is None:
+            variables = init_variables(scorer, batch, key)
         x, y = to_torch(batch)
         model = torch_model(arch, config, variables["params"])
         self.num_layers = len(torch_nb201.layer_modules(model))
@@ -385,18 +398,6 @@ class Parity:
         return relative_error(score, ref_score), layer_error
 
 
-def make_scorer(config):
-    return zcjax.make_scorer("nb201", ZCJAX_PROXIES, config=config, per_layer=True)
-
-
-@pytest.fixture(scope="module")
-def small_results():
-    scorer = make_scorer(SMALL)
-    batch = zcjax.data.sample_batch("cifar10", SMALL_BATCH)
-    key = jax.random.key(0)
-    return [Parity(scorer, SMALL, arch, batch, key) for arch in ARCHS]
-
-
 def _max_errors(results, name, scaled=False):
     errors = [r.errors(name, scaled=scaled) for r in results]
     layers = [e[1] for e in errors if e[1] is not None]
@@ -439,6 +440,17 @@ def make_scorer(config):
     return zcjax.make_scorer("nb201", ZCJAX_PROXIES, config=config, per_layer=True)
 
 
+def init_variables(scorer, batch, key):
+    """The parameters the scorer uses for ``key`` (the same for every architecture)."""
+    return jax.jit(scorer.network.init)(jax.random.fold_in(key, 0), batch[0][:1])
+
+
+def parities(scorer, config, archs, batch, key, **options):
+    variables = init_variables(scorer, batch, key)
+    return [Parity(scorer, config, arch, batch, key, variables=variables, **options)
+            for arch in archs]
+
+
 @pytest.fixture(scope="module")
 def small_batch():
     return zcjax.data.sample_batch("cifar10", SMALL_BATCH)
@@ -448,7 +460,7 @@ def small_batch():
 def small_results(small_batch):
     scorer = make_scorer(SMALL)
     key = jax.random.key(0)
-    return [Parity(scorer, SMALL, arch, small_batch, key) for arch in ARCHS]
+    return parities(scorer, SMALL, ARCHS, small_batch, key)
 
 
 def test_alethiometer_proxies(small_results):
@@ -467,7 +479,7 @@ def test_float64_exact(small_batch):
     """Both sides in float64: zcjax computes what the reference computes, to round-off."""
     scorer = make_scorer(SMALL)
     key = jax.random.key(0)
-    results = [Parity(scorer, SMALL, arch, small_batch, key, float64=True) for arch in ARCHS]
+    results = parities(scorer, SMALL, ARCHS, small_batch, key, float64=True)
     table = report("zcjax vs references, both float64 (small config)", results,
                    FLOAT64_PROXIES)
     check(table, results, FLOAT64_TOLERANCE)
@@ -501,7 +513,7 @@ def test_full_config():
     scorer = make_scorer(FULL)
     batch = zcjax.data.sample_batch("cifar10", FULL_BATCH)
     key = jax.random.key(0)
-    results = [Parity(scorer, FULL, arch, batch, key) for arch in FULL_ARCHS]
+    results = parities(scorer, FULL, FULL_ARCHS, batch, key)
     table = report("zcjax vs references (full NB201 config, batch 64, float32)", results,
                    ZCJAX_PROXIES)
     quirk = max(relative_error(r.zcjax["naswot"][0], r.quirk_logdet) for r in results)
@@ -514,8 +526,50 @@ def test_full_config():
             flips = np.max(np.abs(ours - theirs))
             print(f"  naswot kernel {result.arch}: max |dK| {flips:g} of K_ii {ours[0, 0]:g}")
             assert flips <= 1e-5 * ours[0, 0], result.arch
-    exact = [Parity(scorer, FULL, FULL_ARCHS[1], batch, key, float64=True)]
+    exact = parities(scorer, FULL, FULL_ARCHS[1:2], batch, key, float64=True)
     exact_table = report("zcjax vs references, both float64 (full config)", exact,
                          FLOAT64_PROXIES)
     check(exact_table, exact, FLOAT64_TOLERANCE)
     check(table, results, FULL_TOLERANCE, FULL_SCORE_TOLERANCE)
+
+
+@pytest.mark.parametrize("cells", [1, 2])
+def test_layer_order_matches_module_order(cells):
+    """zcjax's active layers, in table order, are the torch model's Conv2d/Linear modules in
+    registration order (alethiometer's per-layer order), matched by identity and shape."""
+    config = nb201.Config(channels=(4, 8, 16), cells_per_stage=cells)
+    network = nb201.network(config)
+    for arch in ARCHS:
+        model = torch_nb201.TinyNetwork(arch, config.channels, cells)
+        expected = []
+        stage, cell, position = 0, 0, {}
+        for index, module in enumerate(model.cells):
+            if isinstance(module, torch_nb201.ResNetBasicblock):
+                stage, cell = stage + 1, 0
+                position[index] = f"reduction_{stage}"
+            else:
+                position[index] = f"cells_{stage}/{cell}"
+                cell += 1
+        for name, module in model.named_modules():
+            if not isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                continue
+            parts = name.split(".")
+            if parts[0] == "stem":
+                layer = "stem/conv"
+            elif parts[0] == "classifier":
+                layer = "classifier"
+            elif parts[2] in ("conv_a", "conv_b"):
+                layer = f"{position[int(parts[1])]}/{parts[2]}"
+            elif parts[2] == "downsample":
+                layer = f"{position[int(parts[1])]}/shortcut"
+            else:  # cells.i.layers.edge.op.1
+                target, source = torch_nb201.EDGES[int(parts[3])]
+                size = module.kernel_size[0]
+                layer = f"{position[int(parts[1])]}/edge_{target}_{source}/conv{size}x{size}"
+            shape = tuple(module.weight.shape)
+            shape = shape[::-1] if module.weight.dim() == 2 else tuple(
+                shape[i] for i in (2, 3, 1, 0))
+            expected.append((layer, shape))
+        active = np.asarray(network.active(nb201.encode(arch)))
+        ours = [(layer.name, layer.shape) for layer, on in zip(network.layers, active) if on]
+        assert ours == expected, arch

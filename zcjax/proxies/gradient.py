@@ -17,11 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from zcjax.network import layer_weights
-from zcjax.proxies.base import ProxyInputs, ProxyOutput, cross_entropy, layer_sum, per_layer
+from zcjax.proxies.base import ProxyInputs, ProxyOutput, layer_sum, per_layer
 from zcjax.proxies.passes import LossGradients
 
 
@@ -33,10 +32,7 @@ def grad_norm(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
 
 def snip(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
     """Per layer sum |W * dL/dW| (connection sensitivity)."""
-    grads: LossGradients = passes["loss_gradients"]
-    weights = layer_weights(inputs.network, inputs.params)
-    return layer_sum(inputs, per_layer(lambda w, g: jnp.sum(jnp.abs(w * g)), weights,
-                                       grads.weight_grads))
+    return layer_sum(inputs, per_layer(jnp.sum, snip_saliencies(inputs, passes)))
 
 
 def plain(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
@@ -71,33 +67,19 @@ def l2_norm(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
                                                                       inputs.params)))
 
 
-def grasp(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
-    """Per layer sum of -W * (H g), g = dL/dW held constant.
-
-    H g is the gradient of <stop_gradient(g), dL/dW> (reverse over reverse: the compiled
-    space's custom VJPs rule out forward mode). The logits are divided by the temperature
-    ``options.grasp_temperature`` in both passes, as the reference does.
-    """
-    network, temperature = inputs.network, inputs.options.grasp_temperature
+def snip_saliencies(inputs: ProxyInputs, passes: Mapping[str, Any]) -> list:
+    """Per-weight SNIP saliency |W * dL/dW| per layer."""
     grads: LossGradients = passes["loss_gradients"]
-    if temperature == 1.0:
-        first = grads.weight_grads
-    else:
-        first = layer_weights(network, jax.grad(_loss(inputs, temperature))(inputs.params))
-    first = [jax.lax.stop_gradient(g) for g in first]
-
-    def gradient_dot(params):
-        current = layer_weights(network, jax.grad(_loss(inputs, temperature))(params))
-        return sum(jnp.sum(g0 * g) for g0, g in zip(first, current))
-
-    hessian_grad = layer_weights(network, jax.grad(gradient_dot)(inputs.params))
-    weights = layer_weights(network, inputs.params)
-    return layer_sum(inputs, per_layer(lambda w, hg: jnp.sum(-w * hg), weights, hessian_grad))
+    weights = layer_weights(inputs.network, inputs.params)
+    return [jnp.abs(w * g) for w, g in zip(weights, grads.weight_grads)]
 
 
-def _loss(inputs: ProxyInputs, temperature: float):
-    def loss(params):
-        logits = inputs.network.apply({"params": params}, inputs.genotype, inputs.images)
-        return cross_entropy(logits / temperature, inputs.labels)
+def grasp_saliencies(inputs: ProxyInputs, passes: Mapping[str, Any]) -> list:
+    """Per-weight GraSP saliency -W * (H g) per layer."""
+    weights = layer_weights(inputs.network, inputs.params)
+    return [-w * hg for w, hg in zip(weights, passes["grasp_hessian_gradients"])]
 
-    return loss
+
+def grasp(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
+    """Per layer sum of -W * (H g), g = dL/dW (see ``passes.grasp_hessian_gradients``)."""
+    return layer_sum(inputs, per_layer(jnp.sum, grasp_saliencies(inputs, passes)))

@@ -1,7 +1,9 @@
-"""naswot: the log-determinant of the ReLU activation-pattern kernel.
+"""Activation-pattern kernels: naswot (ReLU inputs), nwot and lnwot (Conv/Linear outputs).
 
-Reference: Mellor et al., "Neural Architecture Search without Training", ICML 2021 (the
-original ReLU-input version; alethiometer's ``nwot_relu``).
+References:
+  Mellor et al., "Neural Architecture Search without Training", ICML 2021 (naswot, the
+  original ReLU-input version; alethiometer's ``nwot_relu``). Xiang et al., "Exploiting
+  Network Compressibility and Topology in Zero-Cost NAS", AutoML-Conf 2023 (nwot, lnwot).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from zcjax.network import sown_values
-from zcjax.proxies.base import ProxyInputs, ProxyOutput, scalar, wide_float
+from zcjax.network import get_path, sown_values
+from zcjax.proxies.base import ProxyInputs, ProxyOutput, layer_sum, scalar, wide_float
 
 Array = jax.Array
 
@@ -48,4 +50,47 @@ def naswot(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
         per_site = relu_inputs.reshape((-1,) + relu_inputs.shape[len(site_shape):])
         kernels = jax.vmap(binary_code_kernel)(per_site)
         kernel = kernel + jnp.tensordot(counts.reshape(-1).astype(kernels.dtype), kernels, 1)
+    return scalar(inputs, safe_logdet(kernel))
+
+
+def layer_logdets(inputs: ProxyInputs, passes: Mapping[str, Any]) -> Array:
+    """Per layer log|det K_l| of the codes of its output (before BN), (L,).
+
+    Layers sharing an output (the candidate convs of one edge, at most one active) share
+    the computation; inactive layers are masked later by the caller.
+    """
+    kernels = _layer_kernels(inputs, passes)
+    return jnp.stack([safe_logdet(kernel) for kernel in kernels])
+
+
+def _layer_kernels(inputs: ProxyInputs, passes: Mapping[str, Any]) -> list[Array]:
+    intermediates = passes["activations"]["intermediates"]
+    cache = {}
+    kernels = []
+    for layer in inputs.network.layers:
+        slot = (layer.output_path, layer.output_index)
+        if slot not in cache:
+            output = get_path(intermediates, layer.output_path)[0][layer.output_index]
+            cache[slot] = binary_code_kernel(output)
+        kernels.append(cache[slot])
+    return kernels
+
+
+def lnwot(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
+    """Layer-wise NASWOT: sum over layers of log|det K_l|, K_l from the codes of each
+    Conv/Linear output before BN and ReLU; a singular K_l contributes 0.
+
+    Reference: Xiang et al., AutoML-Conf 2023 (alethiometer's ``lnwot``).
+    """
+    return layer_sum(inputs, layer_logdets(inputs, passes))
+
+
+def nwot(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
+    """log|det K|, K summed over the codes of every active Conv/Linear output (before BN).
+
+    alethiometer's ``nwot``: lnwot's hook with all layers summed into one kernel.
+    """
+    active = inputs.active
+    kernels = _layer_kernels(inputs, passes)
+    kernel = sum(jnp.where(used, k, jnp.zeros_like(k)) for used, k in zip(active, kernels))
     return scalar(inputs, safe_logdet(kernel))

@@ -1,9 +1,11 @@
 """The forward/backward passes that proxies share.
 
-Each pass is a pure function of :class:`~zcjax.proxies.base.ProxyInputs`. A scorer runs
-every pass its proxies need exactly once: snip, grad_norm, plain, fisher and grasp all
-read :func:`loss_gradients`; synflow and its SNR/T-CET variants read
-:func:`synflow_gradients`; naswot, nwot and lnwot read :func:`activations`.
+Each pass is a pure function ``pass(inputs, computed)`` of
+:class:`~zcjax.proxies.base.ProxyInputs` and the passes computed before it (a proxy lists
+its passes in dependency order). A scorer runs every pass its proxies need exactly once:
+snip, grad_norm, plain, fisher and grasp all read :func:`loss_gradients`; synflow and its
+SNR/T-CET variants read :func:`synflow_gradients`; naswot, nwot and lnwot read
+:func:`activations`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def _zero_perturbations(intermediates_shapes):
     )
 
 
-def loss_gradients(inputs: ProxyInputs) -> LossGradients:
+def loss_gradients(inputs: ProxyInputs, computed=None) -> LossGradients:
     network, genotype, images = inputs.network, inputs.genotype, inputs.images
 
     def capture(params, perturbations=None):
@@ -87,7 +89,7 @@ class SynflowGradients(NamedTuple):
     weight_grads: list[Array]
 
 
-def synflow_gradients(inputs: ProxyInputs) -> SynflowGradients:
+def synflow_gradients(inputs: ProxyInputs, computed=None) -> SynflowGradients:
     """Synflow's pass. Needs x64 enabled (the scorer enables it in scope).
 
     float32 overflows for about one NB201 network in ten (scores reach 1e45-1e60).
@@ -108,7 +110,7 @@ def synflow_gradients(inputs: ProxyInputs) -> SynflowGradients:
     return SynflowGradients(layer_weights(network, params), layer_weights(network, grads))
 
 
-def activations(inputs: ProxyInputs) -> dict[str, Any]:
+def activations(inputs: ProxyInputs, computed=None) -> dict[str, Any]:
     """One forward that captures layer outputs and ReLU inputs (no gradients).
 
     BatchNorm runs in ``options.activation_bn`` mode (alethiometer: eval mode).
@@ -120,7 +122,7 @@ def activations(inputs: ProxyInputs) -> dict[str, Any]:
     return collections
 
 
-def input_gradients(inputs: ProxyInputs) -> Array:
+def input_gradients(inputs: ProxyInputs, computed=None) -> Array:
     """d(sum of logits)/d(images), one batched backward (train-mode BN couples samples)."""
 
     def total_output(images):
@@ -129,8 +131,37 @@ def input_gradients(inputs: ProxyInputs) -> Array:
     return jax.grad(total_output)(inputs.images)
 
 
+def grasp_hessian_gradients(inputs: ProxyInputs, computed) -> list[Array]:
+    """H g per layer, g = dL/dW held constant (needs ``loss_gradients`` first).
+
+    H g is the gradient of <stop_gradient(g), dL/dW> (reverse over reverse: the compiled
+    space's custom VJPs rule out forward mode). The logits are divided by the temperature
+    ``options.grasp_temperature`` in both gradients, as the reference does.
+    """
+    network, temperature = inputs.network, inputs.options.grasp_temperature
+
+    def weight_grads(params):
+        def loss(params):
+            logits = network.apply({"params": params}, inputs.genotype, inputs.images)
+            return cross_entropy(logits / temperature, inputs.labels)
+
+        return layer_weights(network, jax.grad(loss)(params))
+
+    if temperature == 1.0:
+        first = computed["loss_gradients"].weight_grads
+    else:
+        first = weight_grads(inputs.params)
+    first = [jax.lax.stop_gradient(g) for g in first]
+
+    def gradient_dot(params):
+        return sum(jnp.sum(g0 * g) for g0, g in zip(first, weight_grads(params)))
+
+    return layer_weights(network, jax.grad(gradient_dot)(inputs.params))
+
+
 PASSES = {
     "loss_gradients": loss_gradients,
+    "grasp_hessian_gradients": grasp_hessian_gradients,
     "synflow_gradients": synflow_gradients,
     "activations": activations,
     "input_gradients": input_gradients,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 
-from zcjax.proxies import counts, gradient, jacob_cov, naswot, synflow
+from zcjax.aggregate import SNR_MODES
+from zcjax.proxies import counts, gradient, jacob_cov, naswot, snr, synflow
 from zcjax.proxies.base import ProxyFn, ProxyInputs, ProxyOutput
 from zcjax.proxies.passes import PASSES
 
@@ -30,7 +31,8 @@ _REGISTRY: dict[str, Proxy] = {
         Proxy("grad_norm", gradient.grad_norm, ("loss_gradients",),
               "sum over layers of ||dL/dW||"),
         Proxy("snip", gradient.snip, ("loss_gradients",), "sum |W * dL/dW|"),
-        Proxy("grasp", gradient.grasp, ("loss_gradients",), "sum -W * (H dL/dW)"),
+        Proxy("grasp", gradient.grasp, ("loss_gradients", "grasp_hessian_gradients"),
+              "sum -W * (H dL/dW)"),
         Proxy("fisher", gradient.fisher, ("loss_gradients",),
               "channel-wise Fisher information of layer outputs"),
         Proxy("synflow", synflow.synflow, ("synflow_gradients",),
@@ -43,8 +45,35 @@ _REGISTRY: dict[str, Proxy] = {
         Proxy("flops", counts.flops, (), "FLOPs of the active network (millions)"),
         Proxy("naswot", naswot.naswot, ("activations",),
               "log|det| of the ReLU binary-code kernel"),
+        Proxy("nwot", naswot.nwot, ("activations",),
+              "log|det| of the Conv/Linear-output binary-code kernel"),
+        Proxy("lnwot", naswot.lnwot, ("activations",),
+              "sum over layers of log|det| of each layer's binary-code kernel"),
     )
 }
+
+
+def _mode_suffix(mode: str) -> str:
+    return "" if mode == "none" else f"_{mode}"
+
+
+# The paper's SSNR and T-CET, in every mode of the per-layer SNR term.
+_SALIENCIES = {
+    "snip": (gradient.snip_saliencies, ("loss_gradients",)),
+    "synflow": (synflow.synflow_saliencies, ("synflow_gradients",)),
+    "grasp": (gradient.grasp_saliencies, ("loss_gradients", "grasp_hessian_gradients")),
+}
+for _mode in SNR_MODES:
+    for _base, (_saliencies, _passes) in _SALIENCIES.items():
+        _name = f"{_base}_snr{_mode_suffix(_mode)}"
+        _REGISTRY[_name] = Proxy(_name, snr.make_ssnr(_saliencies, _mode), _passes,
+                                 f"SSNR of {_base} saliencies, mode {_mode}")
+    for _base in ("snip", "synflow"):
+        _saliencies, _passes = _SALIENCIES[_base]
+        _name = f"tcet_{_base}{_mode_suffix(_mode)}"
+        _REGISTRY[_name] = Proxy(_name, snr.make_tcet(_saliencies, _mode),
+                                 _passes + ("activations",),
+                                 f"T-CET: SNR of {_base} (mode {_mode}) x Lnwot, per layer")
 
 CLASSIC = ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov", "plain", "l2_norm",
            "params", "flops", "naswot")
@@ -95,5 +124,7 @@ def run(proxies: Iterable[Proxy], inputs: ProxyInputs) -> Mapping[str, ProxyOutp
     """Every proxy on one architecture, each shared pass computed once."""
     proxies = tuple(proxies)
     needed = dict.fromkeys(name for proxy in proxies for name in proxy.passes)
-    passes = {name: PASSES[name](inputs) for name in needed}
+    passes = {}
+    for name in needed:  # in the order proxies list them: dependencies first
+        passes[name] = PASSES[name](inputs, passes)
     return {proxy.name: proxy.fn(inputs, passes) for proxy in proxies}

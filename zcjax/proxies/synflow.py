@@ -15,7 +15,7 @@ from zcjax.proxies.base import ProxyInputs, ProxyOutput, layer_sum, per_layer
 from zcjax.proxies.passes import SynflowGradients
 
 
-def synflow_saliencies(passes: Mapping[str, Any]) -> list:
+def synflow_saliencies(inputs: ProxyInputs, passes: Mapping[str, Any]) -> list:
     """Per-weight synflow saliency |W * dR/dW| per layer (float64)."""
     grads: SynflowGradients = passes["synflow_gradients"]
     return [jnp.abs(w * g) for w, g in zip(grads.weights, grads.weight_grads)]
@@ -23,4 +23,4 @@ def synflow_saliencies(passes: Mapping[str, Any]) -> list:
 
 def synflow(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
     """Per layer sum |W * dR/dW|, R = sum of logits for |W|, no BN, one all-ones image."""
-    return layer_sum(inputs, per_layer(jnp.sum, synflow_saliencies(passes)))
+    return layer_sum(inputs, per_layer(jnp.sum, synflow_saliencies(inputs, passes)))

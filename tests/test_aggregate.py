@@ -1,0 +1,120 @@
+"""SSNR / T-CET aggregation on tiny hand-computed saliencies, layer alignment, and the
+compositions of network scores."""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import zcjax
+from conftest import CONNECTED_ARCHS, TINY
+from zcjax import aggregate
+from zcjax.spaces import nb201
+
+# Three layers: saliencies [1, 2, 3] (S=6, sigma=1), [2, 2] (sigma 0), [4] (one weight:
+# sigma NaN with N-1).
+SALIENCIES = [jnp.array([1.0, 2.0, 3.0]), jnp.array([2.0, 2.0]), jnp.array([4.0])]
+ALL_ACTIVE = jnp.array([True, True, True])
+
+
+def test_layer_snr_by_hand():
+    np.testing.assert_allclose(aggregate.layer_snr(SALIENCIES), [6.0, 4.0, 4.0])
+    spread = [jnp.array([0.0, 3.0]), jnp.array([1.0, 1.0, 4.0])]
+    # std (N-1): [0, 3] -> 2.1213; [1, 1, 4] -> sqrt(3)
+    np.testing.assert_allclose(aggregate.layer_snr(spread), [3 / math.sqrt(4.5), 6 / math.sqrt(3)],
+                               rtol=1e-6)
+
+
+def test_ssnr_modes_by_hand():
+    score, terms = aggregate.ssnr(SALIENCIES, ALL_ACTIVE)
+    assert score == pytest.approx(14.0)
+    score, _ = aggregate.ssnr(SALIENCIES, ALL_ACTIVE, "log")
+    assert score == pytest.approx(math.log(6) + 2 * math.log(4), rel=1e-6)
+    score, _ = aggregate.ssnr(SALIENCIES, ALL_ACTIVE, "log1p")
+    assert score == pytest.approx(math.log(7) + 2 * math.log(5), rel=1e-6)
+    # norm: divide by the population std of [6, 4, 4] = sqrt(8/9)
+    score, _ = aggregate.ssnr(SALIENCIES, ALL_ACTIVE, "norm")
+    assert score == pytest.approx(14 / math.sqrt(8 / 9), rel=1e-6)
+
+
+def test_log_of_non_positive_terms_and_nan_become_zero():
+    saliencies = [jnp.array([-1.0, -2.0, -3.0]), jnp.array([0.0, 0.0]), jnp.array([1.0, jnp.nan]),
+                  jnp.array([math.e, math.e])]
+    score, terms = aggregate.ssnr(saliencies, jnp.ones(4, bool), "log")
+    # terms before the log: -6, 0 (sigma 0 -> S), NaN, 2e (sigma 0 -> S)
+    np.testing.assert_allclose(terms, [0.0, 0.0, 0.0, math.log(2 * math.e)], rtol=1e-6)
+    # without a log, a NaN term stays NaN (a result, not replaced)
+    assert np.isnan(float(aggregate.ssnr(saliencies, jnp.ones(4, bool))[0]))
+
+
+def test_norm_mode_with_constant_terms_divides_by_nothing():
+    same = [jnp.array([1.0, 2.0, 3.0])] * 3
+    score, _ = aggregate.ssnr(same, ALL_ACTIVE, "norm")
+    assert score == pytest.approx(18.0)
+
+
+def test_inactive_layers_never_count_even_in_norm_and_nan():
+    active = jnp.array([True, True, False])
+    saliencies = SALIENCIES[:2] + [jnp.array([jnp.nan, 1.0])]
+    assert float(aggregate.ssnr(saliencies, active)[0]) == pytest.approx(10.0)
+    # norm's std runs over active layers only: [6, 4] -> 1
+    assert float(aggregate.ssnr(saliencies, active, "norm")[0]) == pytest.approx(10.0)
+
+
+def test_tcet_by_hand():
+    logdets = jnp.array([10.0, -1.0, 0.5])
+    score, products = aggregate.tcet(SALIENCIES, logdets, ALL_ACTIVE)
+    np.testing.assert_allclose(products, [60.0, -4.0, 2.0])
+    assert float(score) == pytest.approx(58.0)
+    score, _ = aggregate.tcet(SALIENCIES, logdets, jnp.array([True, False, True]), "log")
+    assert float(score) == pytest.approx(10 * math.log(6) + 0.5 * math.log(4), rel=1e-6)
+
+
+def test_unknown_mode():
+    with pytest.raises(ValueError, match="unknown SNR mode 'sqrt'.*log1p"):
+        aggregate.ssnr(SALIENCIES, ALL_ACTIVE, "sqrt")
+
+
+def test_permuting_the_layer_table_permutes_nothing_in_tcet(tiny_batch):
+    network = nb201.network(TINY)
+    order = np.random.default_rng(0).permutation(len(network.layers))
+    permuted = dataclasses.replace(
+        network, layers=tuple(network.layers[i] for i in order),
+        active=lambda genotype: network.active(genotype)[order])
+    genotype = nb201.encode(CONNECTED_ARCHS[0])
+    images, labels = tiny_batch
+    from zcjax import proxies
+    from zcjax.proxies.base import ProxyInputs
+
+    variables = network.init(jax.random.key(0))
+    results = []
+    for net in (network, permuted):
+        inputs = ProxyInputs(net, variables, jnp.asarray(genotype), images, labels,
+                             jax.random.key(1))
+        with jax.enable_x64(True):
+            results.append(proxies.run(proxies.resolve(["tcet_snip", "tcet_synflow"]), inputs))
+    for name in ("tcet_snip", "tcet_synflow"):
+        np.testing.assert_allclose(results[1][name].score, results[0][name].score, rtol=1e-6)
+        np.testing.assert_allclose(results[1][name].per_layer, results[0][name].per_layer[order],
+                                   rtol=1e-6)
+
+
+def test_tcet_is_the_layerwise_product_of_ssnr_and_lnwot(tiny_batch):
+    scorer = zcjax.make_scorer("nb201", ["snip_snr", "lnwot", "tcet_snip"], config=TINY,
+                               per_layer=True)
+    out = scorer(nb201.encode(CONNECTED_ARCHS[1]), tiny_batch)
+    products = np.where(out["lnwot"].active, out["snip_snr"].per_layer * out["lnwot"].per_layer, 0)
+    np.testing.assert_allclose(out["tcet_snip"].per_layer, products, rtol=1e-6)
+    assert float(out["tcet_snip"].score) != float(out["snip_snr"].score * out["lnwot"].score)
+
+
+def test_rank_average_and_product_put_non_finite_last():
+    matrix = np.array([[3.0, np.nan, 1.0, 2.0], [0.5, 0.4, -np.inf, 0.1]])
+    np.testing.assert_array_equal(aggregate.rank_scores(matrix[0]), [1, 4, 3, 2])
+    np.testing.assert_array_equal(aggregate.rank_scores(matrix[1]), [1, 2, 4, 3])
+    np.testing.assert_allclose(aggregate.rank_average(matrix), [1.0, 3.0, 3.5, 2.5])
+    product = aggregate.score_product(matrix)
+    assert product[0] == 1.5 and np.isnan(product[1]) and product[2] == -np.inf

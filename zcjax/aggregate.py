@@ -1,0 +1,123 @@
+"""From per-layer quantities to network scores, and compositions of scores.
+
+Saliency aggregation (per layer l with per-weight saliencies s in Theta_l):
+
+- the baselines' plain sum: sum_l S_l, S_l = sum_{theta in Theta_l} s(theta);
+- SSNR: sum_l S_l / sigma_l with sigma_l the std of the layer's saliencies (N-1, as the
+  reference's ``torch.std``); a layer whose sigma is 0 or NaN contributes S_l;
+- modes of the per-layer term: ``none``, ``log`` and ``log1p`` (non-finite results -> 0,
+  as the reference's ``nan_to_num``), ``norm`` (every term divided by the population std
+  of the terms across the architecture's layers, unless that std is 0).
+
+T-CET is the layer-wise product of the SNR terms with the layer-wise log-determinants
+(Lnwot), summed: both vectors are aligned with the network's layer table, so layer l of
+one is layer l of the other by construction. Only active layers ever count.
+
+References:
+  Xiang et al., "Exploiting Network Compressibility and Topology in Zero-Cost NAS",
+  AutoML-Conf 2023 (SSNR, T-CET). Chen et al., "Neural Architecture Search on ImageNet in
+  Four GPU Hours" (TE-NAS rank averaging), ICLR 2021.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.stats
+
+Array = jax.Array
+SNR_MODES = ("none", "log", "log1p", "norm")
+
+
+def layer_snr(saliencies: Sequence[Array]) -> Array:
+    """Per layer S_l / sigma_l (sigma with N-1); S_l where sigma is 0 or NaN. Shape (L,)."""
+
+    def snr(values):
+        values = values.reshape(-1)
+        total = jnp.sum(values)
+        sigma = jnp.std(values, ddof=1) if values.size > 1 else jnp.full((), jnp.nan, values.dtype)
+        degenerate = (sigma == 0) | jnp.isnan(sigma)
+        return jnp.where(degenerate, total, total / jnp.where(degenerate, 1, sigma))
+
+    return jnp.stack([snr(s) for s in saliencies])
+
+
+def snr_mode(terms: Array, active: Array, mode: str = "none") -> Array:
+    """Apply an SSNR mode to per-layer terms; inactive layers come out 0.
+
+    Args:
+      terms: (L,) per-layer SNR terms.
+      active: (L,) bool, the layers the architecture uses.
+      mode: one of :data:`SNR_MODES`.
+    """
+    if mode not in SNR_MODES:
+        raise ValueError(f"unknown SNR mode {mode!r}; valid modes: {', '.join(SNR_MODES)}")
+    zero = jnp.zeros_like(terms)
+    terms = jnp.where(active, terms, zero)
+    if mode in ("log", "log1p"):
+        # The reference takes the log elementwise, then maps NaN/inf to 0 (nan_to_num).
+        logged = jnp.log(terms) if mode == "log" else jnp.log1p(terms)
+        return jnp.where(active & jnp.isfinite(logged), logged, zero)
+    if mode == "norm":
+        count = jnp.sum(active)
+        mean = jnp.sum(terms) / count
+        spread = jnp.sqrt(jnp.sum(jnp.where(active, (terms - mean) ** 2, zero)) / count)
+        return jnp.where(spread > 0, terms / jnp.where(spread > 0, spread, 1), terms)
+    return terms
+
+
+def ssnr(saliencies: Sequence[Array], active: Array, mode: str = "none") -> tuple[Array, Array]:
+    """SSNR = sum over active layers of the (mode-transformed) S_l / sigma_l.
+
+    Returns:
+      (score, per-layer terms (L,), 0 for inactive layers).
+    """
+    terms = snr_mode(layer_snr(saliencies), active, mode)
+    return jnp.sum(terms), terms
+
+
+def layerwise_product(first: Array, second: Array, active: Array) -> tuple[Array, Array]:
+    """sum_l first_l * second_l over active layers (T-CET's composition).
+
+    Returns:
+      (score, per-layer products (L,), 0 for inactive layers).
+    """
+    products = jnp.where(active, first * second, jnp.zeros_like(first * second))
+    return jnp.sum(products), products
+
+
+def tcet(saliencies: Sequence[Array], logdets: Array, active: Array,
+         mode: str = "none") -> tuple[Array, Array]:
+    """T-CET = sum_l (S_l / sigma_l, mode-transformed) * E_l, E_l the layer's log det."""
+    terms = snr_mode(layer_snr(saliencies), active, mode)
+    return layerwise_product(terms.astype(logdets.dtype), logdets, active)
+
+
+# ---------------------------------------------------------------------------
+# Compositions of network scores (arrays over architectures)
+# ---------------------------------------------------------------------------
+def rank_scores(scores, *, descending: bool = True) -> np.ndarray:
+    """Ranks 1..n (1 = best), ties averaged, non-finite scores ranked last."""
+    scores = np.asarray(scores, np.float64)
+    finite = np.isfinite(scores)
+    keyed = np.where(finite, -scores if descending else scores, np.inf)
+    return scipy.stats.rankdata(keyed, method="average")
+
+
+def rank_average(score_matrix) -> np.ndarray:
+    """TE-NAS composition: the mean rank of each architecture over metrics (lower = better).
+
+    Args:
+      score_matrix: (metrics, architectures), higher = better for every metric;
+        non-finite scores rank last within their metric.
+    """
+    matrix = np.atleast_2d(np.asarray(score_matrix, np.float64))
+    return np.mean([rank_scores(row) for row in matrix], axis=0)
+
+
+def score_product(score_matrix) -> np.ndarray:
+    """The product of network scores across metrics, per architecture (NaN propagates)."""
+    return np.prod(np.atleast_2d(np.asarray(score_matrix, np.float64)), axis=0)
