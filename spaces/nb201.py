@@ -391,7 +391,9 @@ class CellStack(linen.Module):
             sum(_is_conv(genotype[e]) for e, (_, s) in enumerate(EDGES) if s == source)
             for source in range(NUM_NODES - 1)
         ])
-        self.sow("relu", "nodes", (nodes, jnp.broadcast_to(readers, (self.cells, NUM_NODES - 1))))
+        readers = jnp.broadcast_to(readers, (self.cells, NUM_NODES - 1))
+        # Every one of those ReLUs sits in a ReLUConvBN wrapper (see zcjax.network).
+        self.sow("relu", "nodes", (nodes, readers, readers))
         return x
 
 
@@ -414,7 +416,8 @@ class ConvBN(linen.Module):
     @linen.compact
     def __call__(self, x: Array) -> Array:
         if self.relu:
-            self.sow("relu", "input", (x, jnp.ones((), jnp.int32)))
+            one = jnp.ones((), jnp.int32)
+            self.sow("relu", "input", (x, one, one))  # the benchmark's ReLUConvBN
             x = jax.nn.relu(x)
         kernel = nn.ConvParams(self.in_channels, self.out_channels, self.kernel_size, name="conv")()
         conv = nn.conv2d if self.compiled else nn.conv2d_reference
@@ -470,8 +473,9 @@ class NB201Network(linen.Module):
                           name=f"cells_{stage}")(x, genotype)
             previous = channels
         scale, bias = nn.BatchNormParams(previous, name="head_bn")()
+        self.sow("features", "bn_input", x)
         x = nn.batch_norm(x, scale.astype(x.dtype), bias.astype(x.dtype), self.bn)
-        self.sow("relu", "head", (x, jnp.ones((), jnp.int32)))
+        self.sow("relu", "head", (x, jnp.ones((), jnp.int32), jnp.zeros((), jnp.int32)))
         x = jax.nn.relu(x)
         self.sow("features", "pre_gap", x)
         logits = nn.Dense(config.num_classes, name="classifier")(nn.global_avg_pool(x))
@@ -491,9 +495,10 @@ def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndar
     """
     layers, edges, ops = [], [], []
 
-    def add(name, kind, shape, param_path, output_path, edge=-1, op=-1, **indices):
+    def add(name, kind, shape, param_path, output_path, edge=-1, op=-1, **fields):
+        fields.setdefault("batch_norm", kind == "conv")
         layers.append(Layer(name, kind, tuple(shape), tuple(param_path), tuple(output_path),
-                            **indices))
+                            **fields))
         edges.append(edge)
         ops.append(op)
 
@@ -508,7 +513,7 @@ def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndar
             add(f"{block}/conv_b", "conv", (3, 3, channels, channels),
                 (block, "conv_b", "conv", "kernel"), (block, "conv_b", "conv_out"))
             add(f"{block}/shortcut", "conv", (1, 1, previous, channels),
-                (block, "shortcut", "kernel"), (block, "shortcut_out"))
+                (block, "shortcut", "kernel"), (block, "shortcut_out"), batch_norm=False)
         for cell in range(config.cells_per_stage):
             for edge, (target, source) in enumerate(EDGES):
                 stack, edge_name = f"cells_{stage}", EDGE_NAMES[edge]

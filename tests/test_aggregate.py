@@ -106,7 +106,8 @@ def test_tcet_is_the_layerwise_product_of_ssnr_and_lnwot(tiny_batch):
     scorer = zcjax.make_scorer("nb201", ["snip_snr", "lnwot", "tcet_snip"], config=TINY,
                                per_layer=True)
     out = scorer(nb201.encode(CONNECTED_ARCHS[1]), tiny_batch)
-    products = np.where(out["lnwot"].active, out["snip_snr"].per_layer * out["lnwot"].per_layer, 0)
+    products = np.where(out["lnwot"].active, np.asarray(out["snip_snr"].per_layer, np.float64)
+                        * out["lnwot"].per_layer, 0)
     np.testing.assert_allclose(out["tcet_snip"].per_layer, products, rtol=1e-6)
     assert float(out["tcet_snip"].score) != float(out["snip_snr"].score * out["lnwot"].score)
 

@@ -9,11 +9,18 @@ a saliency vector and entry ``l`` of a log-determinant vector are the same layer
 Collections the network's Flax module writes when asked (``capture=True``):
 
 - ``intermediates``: every layer's output before BatchNorm (``Layer.output_path``);
-- ``relu``: ``(relu_inputs, multiplicities)`` pairs: ``relu_inputs`` has shape
-  ``sites + (N, ...)`` and ``multiplicities`` (int) shape ``sites`` (leading axes of
-  stacked sites, possibly none); a multiplicity is how many ReLU modules of the reference
-  network read that tensor for this genotype, 0 when none does;
-- ``features``: the feature map right before global average pooling (zen).
+- ``relu``: ``(relu_inputs, relu_modules, wrapper_modules)`` triples: ``relu_inputs`` has
+  shape ``sites + (N, ...)`` and the two int counts shape ``sites`` (leading axes of
+  stacked sites, possibly none). ``relu_modules`` is how many ReLU modules of the
+  reference network read that tensor for this genotype (0 when none does);
+  ``wrapper_modules`` how many reference modules whose class name contains "ReLU"
+  without being a ReLU (NB201's ``ReLUConvBN``) receive it as their input: the
+  references' NASWOT hooks every module whose class name contains "ReLU", so those
+  count too.
+- ``features``: ``pre_gap``, the feature map right before global average pooling, and
+  ``bn_input``, the input of every BatchNorm that does not directly follow a table layer
+  (the head's); with the outputs of layers whose ``batch_norm`` is set, these are the
+  inputs of all the network's BatchNorms (zen's BN scaling).
 
 It also honours a ``perturbations`` collection (Flax ``perturb``) at each layer output,
 with the same paths as ``intermediates``: the gradient with respect to a zero
@@ -51,6 +58,8 @@ class Layer:
       output_index: index into the array at ``output_path``. Two layers may share one
         output when at most one of them is active for any genotype (the candidate convs
         of one edge).
+      batch_norm: whether a BatchNorm directly follows the layer (its output is that
+        BatchNorm's input).
     """
 
     name: str
@@ -60,6 +69,7 @@ class Layer:
     output_path: tuple[str, ...]
     param_index: tuple[int, ...] = ()
     output_index: tuple[int, ...] = ()
+    batch_norm: bool = False
 
     @property
     def size(self) -> int:

@@ -51,11 +51,15 @@ class Options:
         variance 1), what alethiometer runs (``net.eval()``); ``"batch"`` uses batch
         statistics.
       grasp_temperature: GraSP's logit temperature T (reference: 1).
+      naswot_wrapper_hooks: naswot also counts the input of each module whose class name
+        contains "ReLU" without being one (NB201's ``ReLUConvBN``), as the reference
+        implementations' hooks do (default); False counts ReLU modules only.
     """
 
     synflow_reduction_bn: bool = False
     activation_bn: str = "init"
     grasp_temperature: float = 1.0
+    naswot_wrapper_hooks: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -159,7 +159,27 @@ def grasp_hessian_gradients(inputs: ProxyInputs, computed) -> list[Array]:
     return layer_weights(network, jax.grad(gradient_dot)(inputs.params))
 
 
+def zico_gradients(inputs: ProxyInputs, computed=None) -> list[Array]:
+    """dL/dW per layer for each half of the batch, stacked (2, ...): zico's two batches.
+
+    BatchNorm normalises each half on its own, as two separate forwards do.
+    """
+    halves = 2
+    images = inputs.images.reshape((halves, -1) + inputs.images.shape[1:])
+    labels = inputs.labels.reshape(halves, -1)
+
+    def weight_grads(images, labels):
+        def loss(params):
+            logits = inputs.network.apply({"params": params}, inputs.genotype, images)
+            return cross_entropy(logits, labels)
+
+        return layer_weights(inputs.network, jax.grad(loss)(inputs.params))
+
+    return jax.vmap(weight_grads)(images, labels)
+
+
 PASSES = {
+    "zico_gradients": zico_gradients,
     "loss_gradients": loss_gradients,
     "grasp_hessian_gradients": grasp_hessian_gradients,
     "synflow_gradients": synflow_gradients,

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 
 from zcjax.aggregate import SNR_MODES
-from zcjax.proxies import counts, gradient, jacob_cov, naswot, snr, synflow
+from zcjax.proxies import counts, gradient, jacob_cov, naswot, snr, synflow, zen_zico
 from zcjax.proxies.base import ProxyFn, ProxyInputs, ProxyOutput
 from zcjax.proxies.passes import PASSES
 
@@ -49,6 +49,9 @@ _REGISTRY: dict[str, Proxy] = {
               "log|det| of the Conv/Linear-output binary-code kernel"),
         Proxy("lnwot", naswot.lnwot, ("activations",),
               "sum over layers of log|det| of each layer's binary-code kernel"),
+        Proxy("zen", zen_zico.zen, (), "Zen-score of the Gaussian re-initialised network"),
+        Proxy("zico", zen_zico.zico, ("zico_gradients",),
+              "sum over layers of log sum mean|g|/std(g) over two half-batches"),
     )
 }
 
