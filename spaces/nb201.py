@@ -347,7 +347,10 @@ def _cell(edge, params, x, genotype, eps):
     for index, (target, source) in enumerate(EDGES):
         y, conv_output = edge(genotype[index], params[EDGE_NAMES[index]], nodes[source], eps[index])
         conv_outputs.append(conv_output)
-        nodes.append(y) if len(nodes) == target else nodes.__setitem__(target, nodes[target] + y)
+        if len(nodes) == target:  # the first edge into this node
+            nodes.append(y)
+        else:
+            nodes[target] = nodes[target] + y
     return nodes[-1], jnp.stack(conv_outputs), jnp.stack(nodes[:-1])
 
 
@@ -557,7 +560,7 @@ def _make_network(config: Config, *, compiled: bool) -> Network:
         if compiled:
             genotype = jnp.asarray(genotype, jnp.int32)
         else:
-            genotype = tuple(int(op) for op in validate_genotype(genotype)) if not isinstance(genotype, tuple) else genotype
+            genotype = tuple(int(op) for op in validate_genotype(genotype))
         module = NB201Network(config, bn, reduction_bn, compiled)
         if not capture:
             return module.apply(variables, images, genotype)

@@ -50,6 +50,7 @@ class Scorer:
     Attributes:
       network: the space's compiled-once network.
       proxies: the proxy names, in order.
+      space: the space's module (codec: ``encode``, ``decode``, ``check_arch``).
       compiled: the jitted ``(genotype, images, labels, key) -> outputs`` itself (no input
         checks; must be called inside ``jax.enable_x64(True)``). Its cache holds one entry
         per (batch shape, dtype): genotypes are data, not structure.
