@@ -48,7 +48,8 @@ class DatasetInfo:
       image_size: height == width of its images, in pixels.
       mean: per-channel (R, G, B) mean of the [0, 1]-scaled training images.
       std: per-channel (R, G, B) standard deviation of the [0, 1]-scaled training images.
-      file: name of the bundled ``.npz`` of 20 real images in ``zcjax/_images``.
+      files: file-name prefix of its 20 bundled real images in ``zcjax/_images`` (foolbox's
+        ``{prefix}_{index:02d}_{label}.png|jpg``).
     """
 
     name: str
@@ -56,7 +57,7 @@ class DatasetInfo:
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    file: str
+    files: str
 
 
 # NAS-Bench-201's normalisations, so that scores line up with the benchmark's training setup.
@@ -70,7 +71,7 @@ DATASETS: Mapping[str, DatasetInfo] = types.MappingProxyType(
                 image_size=32,
                 mean=(0.4914, 0.4822, 0.4465),
                 std=(0.2470, 0.2435, 0.2616),
-                file="cifar10_test_first20_foolbox.npz",
+                files="cifar10",
             ),
             DatasetInfo(
                 name="cifar100",
@@ -78,7 +79,7 @@ DATASETS: Mapping[str, DatasetInfo] = types.MappingProxyType(
                 image_size=32,
                 mean=(0.5071, 0.4865, 0.4409),
                 std=(0.2673, 0.2564, 0.2762),
-                file="cifar100_test_first20_foolbox.npz",
+                files="cifar100",
             ),
             DatasetInfo(
                 name="imagenet16-120",
@@ -86,7 +87,7 @@ DATASETS: Mapping[str, DatasetInfo] = types.MappingProxyType(
                 image_size=16,
                 mean=(0.4811, 0.4575, 0.4078),
                 std=(0.2605, 0.2533, 0.2684),
-                file="imagenet_val20_foolbox_16x16.npz",
+                files="imagenet",
             ),
         )
     }
@@ -122,18 +123,32 @@ def _check_batch_size(batch_size: int) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def _bundled_images(file: str) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Loads a bundled npz: (x uint8 [20,H,W,3], y int64 [20], labels_are_in_space)."""
-    resource = importlib.resources.files("zcjax") / "_images" / file
-    with resource.open("rb") as f, np.load(f) as npz:
-        x = np.array(npz["x"])
-        # The ImageNet file holds ImageNet-1k indices (key y_imagenet1k), not dataset labels.
-        in_space = "y" in npz.files
-        y = np.array(npz["y"] if in_space else npz["y_imagenet1k"])
+def _bundled_images(prefix: str, size: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Loads foolbox's 20 images for ``prefix``: (x uint8 [20,size,size,3], y int64 [20],
+    labels_are_in_space).
+
+    The files are foolbox 3.3.4's own (PNG for CIFAR, 512x512 JPEG for ImageNet); larger
+    images are box-downsampled to ``size`` with Pillow. The label is the file name's last
+    field; for ImageNet it is an ImageNet-1k index, not a dataset label.
+    """
+    from PIL import Image  # noqa: PLC0415 - only needed for the bundled images
+
+    folder = importlib.resources.files("zcjax") / "_images"
+    names = sorted(entry.name for entry in folder.iterdir()
+                   if re.fullmatch(rf"{prefix}_\d\d_\d+\.(png|jpg)", entry.name))
+    images, labels = [], []
+    for name in names:
+        with (folder / name).open("rb") as f:
+            image = Image.open(f).convert("RGB")
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.BOX)
+            images.append(np.asarray(image, np.uint8))
+        labels.append(int(name.rsplit("_", 1)[1].split(".")[0]))
+    x, y = np.stack(images), np.asarray(labels, np.int64)
     # Cached arrays are shared between calls: make accidental mutation an error.
     x.setflags(write=False)
     y.setflags(write=False)
-    return x, y, in_space
+    return x, y, prefix != "imagenet"
 
 
 def _normalise(images01: np.ndarray, mean: Any, std: Any) -> np.ndarray:
@@ -183,7 +198,7 @@ def sample_batch(
     """
     info = _dataset_info(dataset)
     _check_batch_size(batch_size)
-    x, y, labels_in_space = _bundled_images(info.file)
+    x, y, labels_in_space = _bundled_images(info.files, info.image_size)
     num_sources = x.shape[0]
     if batch_size > num_sources * _NUM_COMBOS:
         raise ValueError(
