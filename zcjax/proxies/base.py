@@ -83,7 +83,7 @@ class ProxyInputs:
         return self.network.active(self.genotype)
 
 
-Pass = Callable[[ProxyInputs], Any]
+Pass = Callable[[ProxyInputs, Mapping[str, Any]], Any]  # (inputs, passes computed so far)
 ProxyFn = Callable[[ProxyInputs, Mapping[str, Any]], ProxyOutput]
 
 

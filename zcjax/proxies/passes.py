@@ -29,14 +29,12 @@ class LossGradients(NamedTuple):
       weight_grads: dL/dW per layer, aligned with the layer table.
       output_grads: dL/d(layer output) per layer (pre-BN outputs; zero perturbations).
       outputs: the layer outputs themselves.
-      param_grads: dL/dparams, the whole tree (grasp builds on it).
     """
 
     loss: Array
     weight_grads: list[Array]
     output_grads: list[Array]
     outputs: list[Array]
-    param_grads: Any
 
 
 def _zero_perturbations(intermediates_shapes):
@@ -73,7 +71,6 @@ def loss_gradients(inputs: ProxyInputs, computed=None) -> LossGradients:
         weight_grads=layer_weights(network, param_grads),
         output_grads=layer_outputs(network, wrap(perturbation_grads)),
         outputs=layer_outputs(network, intermediates),
-        param_grads=param_grads,
     )
 
 
