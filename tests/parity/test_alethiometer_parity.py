@@ -36,16 +36,15 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib
-import importlib.util
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (ALL, ARCHS, SMALL, SMALL_BATCH, TINY, aleth, init_variables,  # noqa: E402
+                    relative_error, to_torch, torch, torch_model)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -57,68 +56,11 @@ from zcjax.proxies import passes as passes_lib  # noqa: E402
 from zcjax.proxies import registry  # noqa: E402
 from zcjax.spaces import nb201  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch_nb201  # noqa: E402
 
-
-def load_alethiometer():
-    """alethiometer's ``zc_proxy`` module without running the package ``__init__``."""
-    if "alethiometer" in sys.modules:  # already imported (e.g. torchvision is installed)
-        return importlib.import_module("alethiometer.zc_proxy")
-    spec = importlib.util.find_spec("alethiometer")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("alethiometer is not installed")
-    package = types.ModuleType("alethiometer")
-    package.__path__ = list(spec.submodule_search_locations)
-    previous = sys.modules.get("alethiometer")
-    sys.modules["alethiometer"] = package
-    try:
-        return importlib.import_module("alethiometer.zc_proxy")
-    except Exception:
-        if previous is None:
-            sys.modules.pop("alethiometer", None)
-        else:
-            sys.modules["alethiometer"] = previous
-        raise
-
-
-try:
-    aleth = load_alethiometer()
-except Exception as error:  # pragma: no cover - depends on the environment
-    pytest.skip(f"alethiometer not importable: {error!r}", allow_module_level=True)
-
-# alethiometer runs gc.collect() after every metric (GPU memory hygiene); with JAX loaded
-# that costs ~0.5 s a call here and changes no value, so the reference skips it.
-sys.modules["alethiometer.zero_cost_metrics"].gc = types.SimpleNamespace(collect=lambda: 0)
-
-# With 2 intra-op threads PyTorch's CPU kernels run ~100x slower on these small tensors
-# on a 2-core machine (1.6 s vs 0.012 s for one small forward+backward); one thread is
-# enough and only reorders float32 reductions.
-torch.set_num_threads(1)
-
-SMALL = nb201.Config(channels=(4, 8, 16), cells_per_stage=1)
-SMALL_BATCH = 16
 FULL = nb201.Config()
 FULL_BATCH = 64
 
-ALL = {op: "|{0}~0|+|{0}~0|{0}~1|+|{0}~0|{0}~1|{0}~2|".format(op) for op in nb201.OPS}
-ARCHS = (
-    ALL["none"],
-    ALL["skip_connect"],
-    ALL["nor_conv_3x3"],
-    ALL["nor_conv_1x1"],
-    ALL["avg_pool_3x3"],
-    "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|none~1|avg_pool_3x3~2|",
-    # NB201's best CIFAR-10 cell.
-    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
-    "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
-    # Conv outputs that only feed zero ops (used layers with zero gradients).
-    "|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|none~2|",
-    "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|",
-    "|nor_conv_1x1~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|",
-    "|skip_connect~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|nor_conv_3x3~0|none~1|skip_connect~2|",
-    "|avg_pool_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|nor_conv_1x1~1|avg_pool_3x3~2|",
-)
 FULL_ARCHS = (ARCHS[5], ARCHS[6], ALL["avg_pool_3x3"])
 
 ALETH_PROXIES = {  # zcjax name -> alethiometer name
@@ -146,23 +88,11 @@ FLOAT64_TOLERANCE = dict.fromkeys(FLOAT64_PROXIES, 1e-9)
 # comparison (FLOAT64_TOLERANCE) carries the exactness claim.
 FULL_TOLERANCE = {name: 1e-9 if name == "synflow" else 1e-2 for name in ZCJAX_PROXIES}
 FULL_SCORE_TOLERANCE = {name: 1e-9 if name == "synflow" else 1e-3 for name in ZCJAX_PROXIES}
-TINY = 1e-30
 # Signed per-weight saliencies: their sums cancel (|grasp| is ~1e-3 of sum |W * Hg| on some
 # networks), so the float32 reference itself is only accurate to ~eps * sum |terms|. These
 # are held to the tolerance relative to sum |terms| (the L1 of the summands); the plain
 # relative error is printed as well.
 SIGNED = ("grasp", "plain")
-
-
-def relative_error(a, b) -> float:
-    """|a - b| / max(|b|, tiny) elementwise max; NaN == NaN and inf == inf count as equal."""
-    a, b = np.atleast_1d(np.asarray(a, np.float64)), np.atleast_1d(np.asarray(b, np.float64))
-    assert a.shape == b.shape, (a.shape, b.shape)
-    same = (a == b) | (np.isnan(a) & np.isnan(b))
-    with np.errstate(invalid="ignore", over="ignore"):
-        error = np.abs(a - b) / np.maximum(np.abs(b), TINY)
-    error = np.where(same, 0.0, error)
-    return float(np.max(np.where(np.isnan(error), np.inf, error), initial=0.0))
 
 
 def _scaled_error(a, b, l1) -> float:
@@ -176,19 +106,6 @@ def _scaled_error(a, b, l1) -> float:
 # ---------------------------------------------------------------------------
 # The PyTorch side
 # ---------------------------------------------------------------------------
-def to_torch(batch):
-    images, labels = batch
-    x = torch.from_numpy(np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2)))
-    y = torch.from_numpy(np.asarray(labels).astype(np.int64))
-    return x, y
-
-
-def torch_model(arch, config, params, *, nb201_class_names=True):
-    model = torch_nb201.TinyNetwork(arch, config.channels, config.cells_per_stage,
-                                    config.num_classes, nb201_class_names=nb201_class_names)
-    return torch_nb201.load_zcjax_params(model, params).train()
-
-
 def layer_total(value) -> float:
     value = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(value)
     return float(value.double().sum())
@@ -439,11 +356,6 @@ def check(table, results, tolerance, score_tolerance=None):
 
 def make_scorer(config):
     return zcjax.make_scorer("nb201", ZCJAX_PROXIES, config=config, per_layer=True)
-
-
-def init_variables(scorer, batch, key):
-    """The parameters the scorer uses for ``key`` (the same for every architecture)."""
-    return jax.jit(scorer.network.init)(jax.random.fold_in(key, 0), batch[0][:1])
 
 
 def parities(scorer, config, archs, batch, key, **options):

@@ -54,12 +54,27 @@ class Options:
       naswot_wrapper_hooks: naswot also counts the input of each module whose class name
         contains "ReLU" without being one (NB201's ``ReLUConvBN``), as the reference
         implementations' hooks do (default); False counts ReLU modules only.
+      tenas_inputs: what ntk and linear_regions see: ``"batch"`` (default) the
+        minibatch, as TE-NAS's own code; ``"gaussian"`` a standard-normal batch of the
+        same shape drawn from the key, as alethiometer does.
+      zico_accumulate: zico's second gradient is that of both half-batches (g1 + g2),
+        as alethiometer's accumulating backward passes give; the default (False) uses
+        each half's own gradient, as the original ZiCo code.
     """
 
     synflow_reduction_bn: bool = False
     activation_bn: str = "init"
     grasp_temperature: float = 1.0
     naswot_wrapper_hooks: bool = True
+    tenas_inputs: str = "batch"
+    zico_accumulate: bool = False
+
+    def __post_init__(self):
+        choices = {"activation_bn": ("init", "batch"), "tenas_inputs": ("batch", "gaussian")}
+        for field, valid in choices.items():
+            if getattr(self, field) not in valid:
+                raise ValueError(f"option {field}={getattr(self, field)!r} is not one of "
+                                 f"{', '.join(map(repr, valid))}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,11 +66,12 @@ def layer_logdets(inputs: ProxyInputs, passes: Mapping[str, Any]) -> Array:
     Layers sharing an output (the candidate convs of one edge, at most one active) share
     the computation; inactive layers are masked later by the caller.
     """
-    kernels = _layer_kernels(inputs, passes)
+    kernels = layer_kernels(inputs, passes)
     return jnp.stack([safe_logdet(kernel) for kernel in kernels])
 
 
-def _layer_kernels(inputs: ProxyInputs, passes: Mapping[str, Any]) -> list[Array]:
+def layer_kernels(inputs: ProxyInputs, passes: Mapping[str, Any]) -> list[Array]:
+    """Per layer the binary-code kernel of its output (before BN), aligned with the table."""
     intermediates = passes["activations"]["intermediates"]
     cache = {}
     kernels = []
@@ -98,6 +99,6 @@ def nwot(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
     alethiometer's ``nwot``: lnwot's hook with all layers summed into one kernel.
     """
     active = inputs.active
-    kernels = _layer_kernels(inputs, passes)
+    kernels = layer_kernels(inputs, passes)
     kernel = sum(jnp.where(used, k, jnp.zeros_like(k)) for used, k in zip(active, kernels))
     return scalar(inputs, safe_logdet(kernel))

@@ -5,20 +5,25 @@ Each pass is a pure function ``pass(inputs, computed)`` of
 its passes in dependency order). A scorer runs every pass its proxies need exactly once:
 snip, grad_norm, plain, fisher and grasp all read :func:`loss_gradients`; synflow and its
 SNR/T-CET variants read :func:`synflow_gradients`; naswot, nwot and lnwot read
-:func:`activations`.
+:func:`activations`; ntk and linear_regions read :func:`tenas_images`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from zcjax.network import layer_outputs, layer_weights
-from zcjax.proxies.base import ProxyInputs, cross_entropy
+from zcjax.proxies.base import ProxyInputs, cross_entropy, wide_float
 
 Array = jax.Array
+_GAUSSIAN_STREAM = 7  # fold_in of the noise key: independent of zen's draws
+# Parameters whose gradients enter the NTK: TE-NAS takes every parameter named "weight"
+# (Conv and Linear kernels and the BatchNorm scales), not the biases.
+NTK_PARAMETERS = ("kernel", "scale")
 
 
 class LossGradients(NamedTuple):
@@ -159,7 +164,10 @@ def grasp_hessian_gradients(inputs: ProxyInputs, computed) -> list[Array]:
 def zico_gradients(inputs: ProxyInputs, computed=None) -> list[Array]:
     """dL/dW per layer for each half of the batch, stacked (2, ...): zico's two batches.
 
-    BatchNorm normalises each half on its own, as two separate forwards do.
+    BatchNorm normalises each half on its own, as two separate forwards do. With
+    ``options.zico_accumulate`` the second entry is g1 + g2: alethiometer zeroes the
+    gradients once before both backward passes, so they accumulate (the original ZiCo
+    code zeroes them before each batch, the default here).
     """
     halves = 2
     images = inputs.images.reshape((halves, -1) + inputs.images.shape[1:])
@@ -172,7 +180,50 @@ def zico_gradients(inputs: ProxyInputs, computed=None) -> list[Array]:
 
         return layer_weights(inputs.network, jax.grad(loss)(inputs.params))
 
-    return jax.vmap(weight_grads)(images, labels)
+    grads = jax.vmap(weight_grads)(images, labels)
+    if inputs.options.zico_accumulate:  # alethiometer: [g1, g1 + g2]
+        grads = [jnp.stack([g[0], g[0] + g[1]]) for g in grads]
+    return grads
+
+
+def tenas_images(inputs: ProxyInputs, computed=None) -> Array:
+    """The inputs of the TE-NAS indicators (``options.tenas_inputs``)."""
+    if inputs.options.tenas_inputs == "batch":
+        return inputs.images
+    key = jax.random.fold_in(inputs.key, _GAUSSIAN_STREAM)
+    return jax.random.normal(key, inputs.images.shape, inputs.images.dtype)
+
+
+def ntk_gram(inputs: ProxyInputs, computed: Mapping[str, Any]) -> Array:
+    """Theta_ij = <d f_i/dW, d f_j/dW>, f_i = sum of sample i's logits, (N, N).
+
+    One forward, then one backward per sample (a vmapped pullback): BatchNorm couples the
+    samples, so each row is the gradient of one sample's output through the whole-batch
+    forward, as the reference's per-sample ``backward(retain_graph=True)``. Parameters of
+    candidate ops the architecture does not use get exactly zero gradients and add
+    nothing. The Gram matrix is accumulated in float64 when x64 is on.
+    """
+    network, genotype = inputs.network, inputs.genotype
+    images = computed["tenas_images"]
+
+    def per_sample_outputs(params):
+        return jnp.sum(network.apply({"params": params}, genotype, images), axis=1)
+
+    outputs, pullback = jax.vjp(per_sample_outputs, inputs.params)
+    (grads,) = jax.vmap(pullback)(jnp.eye(outputs.shape[0], dtype=outputs.dtype))
+    gram = 0.0
+    for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:
+        if path[-1].key in NTK_PARAMETERS:
+            rows = leaf.reshape(leaf.shape[0], -1).astype(wide_float())
+            gram = gram + rows @ rows.T
+    return gram
+
+
+def tenas_activations(inputs: ProxyInputs, computed: Mapping[str, Any]) -> dict[str, Any]:
+    """One forward on the TE-NAS inputs with batch-statistics BatchNorm, ReLU inputs sown."""
+    _, collections = inputs.network.apply(
+        inputs.variables, inputs.genotype, computed["tenas_images"], bn="batch", capture=True)
+    return collections
 
 
 PASSES = {
@@ -182,4 +233,7 @@ PASSES = {
     "synflow_gradients": synflow_gradients,
     "activations": activations,
     "input_gradients": input_gradients,
+    "tenas_images": tenas_images,
+    "ntk_gram": ntk_gram,
+    "tenas_activations": tenas_activations,
 }

@@ -10,7 +10,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 
 from zcjax.aggregate import SNR_MODES
-from zcjax.proxies import counts, gradient, jacob_cov, naswot, snr, synflow, zen_zico
+from zcjax.proxies import (counts, epe_nas, gradient, jacob_cov, naswot, snr, synflow, tenas,
+                           zen_zico)
 from zcjax.proxies.base import ProxyFn, ProxyInputs, ProxyOutput
 from zcjax.proxies.passes import PASSES
 
@@ -52,6 +53,12 @@ _REGISTRY: dict[str, Proxy] = {
         Proxy("zen", zen_zico.zen, (), "Zen-score of the Gaussian re-initialised network"),
         Proxy("zico", zen_zico.zico, ("zico_gradients",),
               "sum over layers of log sum mean|g|/std(g) over two half-batches"),
+        Proxy("epe_nas", epe_nas.epe_nas, ("input_gradients",),
+              "per-class log correlations of the input Jacobians"),
+        Proxy("ntk", tenas.ntk, ("tenas_images", "ntk_gram"),
+              "minus the condition number of the empirical NTK (TE-NAS)"),
+        Proxy("linear_regions", tenas.linear_regions, ("tenas_images", "tenas_activations"),
+              "number of distinct ReLU activation patterns in the batch (TE-NAS)"),
     )
 }
 

@@ -38,6 +38,14 @@ def _gaussian_variables(params, key):
         treedef, [init(path, leaf, k) for (path, leaf), k in zip(leaves, keys)])}
 
 
+def zen_draws(inputs: ProxyInputs) -> tuple[dict[str, Any], Array, Array]:
+    """Zen's random draws from the key: Gaussian variables, the input x and the noise e."""
+    weights_key, x_key, mix_key = jax.random.split(inputs.key, 3)
+    shape, dtype = inputs.images.shape, inputs.images.dtype
+    return (_gaussian_variables(inputs.params, weights_key),
+            jax.random.normal(x_key, shape, dtype), jax.random.normal(mix_key, shape, dtype))
+
+
 def zen(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
     """log E_n sum |f(x) - f(x + 0.01 e)| + sum over BNs of log sqrt(mean running_var).
 
@@ -49,11 +57,8 @@ def zen(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
     two batches' BN inputs. Only the BNs the architecture uses count.
     """
     network = inputs.network
-    weights_key, x_key, mix_key = jax.random.split(inputs.key, 3)
-    variables = _gaussian_variables(inputs.params, weights_key)
-    shape, dtype = inputs.images.shape, inputs.images.dtype
-    x = jax.random.normal(x_key, shape, dtype)
-    mixed = x + ZEN_MIXUP * jax.random.normal(mix_key, shape, dtype)
+    variables, x, noise = zen_draws(inputs)
+    mixed = x + ZEN_MIXUP * noise
 
     def features(images):
         _, collections = network.apply(variables, inputs.genotype, images, capture=True)
@@ -80,9 +85,10 @@ def zico(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
     """Per layer log sum_w mean|g_w| / std(g_w) over the two half-batch gradients.
 
     std is the population std of the signed gradients (NumPy's, as the reference);
-    weights with std 0 are skipped, and a layer whose sum is 0 contributes 0. The
-    reference's CPU run returns 0 for every network (its two gradients alias one buffer);
-    this is what it computes where that bug does not bite (e.g. on a GPU).
+    weights with std 0 are skipped, and a layer whose sum is 0 contributes 0. The two
+    gradients are each half-batch's own (the original ZiCo code); alethiometer 1.1.2
+    accumulates them (``options.zico_accumulate`` reproduces that), and on a CPU its two
+    stored gradients alias one buffer, so it returns 0 for every network there.
     """
 
     def layer_zico(grads):
