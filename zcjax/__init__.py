@@ -4,9 +4,10 @@ Score a randomly initialised architecture from one minibatch, rank architectures
 measure how well the ranking agrees with trained accuracies.
 """
 
-from zcjax import aggregate, data, metrics, proxies
+from zcjax import aggregate, benchmarks, data, metrics, proxies, report
 from zcjax.api import Scorer, get_space, make_scorer, score
 from zcjax.network import Layer, Network
+from zcjax.report import correlate
 
 __version__ = "0.1.0"
 
@@ -15,10 +16,13 @@ __all__ = [
     "Network",
     "Scorer",
     "aggregate",
+    "benchmarks",
+    "correlate",
     "data",
     "get_space",
     "make_scorer",
     "metrics",
     "proxies",
+    "report",
     "score",
 ]

@@ -39,7 +39,69 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--batch-size", type=int, default=64)
     score.add_argument("--seed", type=int, default=0,
                        help="seed of the initialisation, the augmentation and the sample")
+    correlate = commands.add_parser(
+        "correlate",
+        help="rank correlation of scores with benchmark accuracies, table and plots",
+        description="Join a results dataset (Parquet folder or file, one row per arch, proxy "
+        "and seed) with benchmark accuracies on the arch string and print, per proxy, "
+        "Kendall tau, Spearman rho and top-k overlaps, then the partial Kendall correlation "
+        "of every pair of proxies given the accuracy. Seeds are averaged.",
+    )
+    correlate.add_argument("results", metavar="DIR",
+                           help="results: a Parquet dataset folder or file")
+    correlate.add_argument("--benchmark", default="nb201", metavar="FILE_OR_NAME",
+                           help="accuracy table: 'nb201' or 'nb201-suite-zero' (found through "
+                           "$ZCJAX_NB201_CSV / $ZCJAX_NB201_SUITE_ZERO / $ZCJAX_BENCHMARK_DIR), "
+                           "or a .csv[.gz] / Suite-Zero .json[.gz] path (default: nb201)")
+    correlate.add_argument("--dataset", default="cifar10",
+                           help="accuracy column of the benchmark (default: cifar10)")
+    correlate.add_argument("--results-dataset", default=None,
+                           help="rows of the results' dataset column to use when it holds "
+                           "several (default: the one named like --dataset)")
+    correlate.add_argument("--proxies", default=None,
+                           help="comma-separated proxies to report (default: all in the results)")
+    correlate.add_argument("--plot", default=None, metavar="DIR",
+                           help="write one score-rank vs accuracy PNG per proxy into DIR")
+    correlate.add_argument("--top-fraction", type=float, default=0.1)
+    correlate.add_argument("--top-k", type=int, default=50)
+    correlate.add_argument("--partial", action=argparse.BooleanOptionalAction, default=True,
+                           help="print the partial correlations (default: yes)")
+    _add_score_space_parser(commands)
     return parser
+
+
+def _add_score_space_parser(commands) -> None:
+    score_space = commands.add_parser(
+        "score-space",
+        help="score a whole search space (or a seeded sample) into a resumable Parquet store",
+        description="Score every architecture of a space (or --n drawn uniformly without "
+        "replacement with --seed) on one minibatch of the bundled real images with one "
+        "compiled scorer, writing one Parquet part file per finished chunk to --out. "
+        "Rerunning the same command resumes: rows already stored are skipped.",
+    )
+    score_space.add_argument("space", metavar="SPACE", help="search space, e.g. nb201")
+    score_space.add_argument("--proxies", default=",".join(proxies.CLASSIC),
+                             help="comma-separated proxy names (default: the classic ones; "
+                             f"available: {', '.join(proxies.names())})")
+    score_space.add_argument("--data", default="cifar10", choices=sorted(data.DATASETS),
+                             help="bundled real images to build the minibatch from")
+    score_space.add_argument("--n", type=int, default=None, metavar="N",
+                             help="score N architectures drawn uniformly without replacement "
+                             "with --seed (default: the whole space)")
+    score_space.add_argument("--seed", type=int, default=0,
+                             help="seed of the initialisation, the augmentation and the sample")
+    score_space.add_argument("--batch-size", type=int, default=64)
+    score_space.add_argument("--chunk", type=int, default=100,
+                             help="architectures per part file (default: 100)")
+    score_space.add_argument("--out", required=True, metavar="DIR",
+                             help="results store: a directory of Parquet part files")
+    score_space.add_argument("--workers", type=int, default=1,
+                             help="worker processes on a CPU, e.g. one per core (default: 1)")
+    score_space.add_argument("--cache-dir", default=None, metavar="DIR",
+                             help="persistent JAX compilation cache shared by runs and workers "
+                             "(default: $ZCJAX_CACHE_DIR, none if unset)")
+    score_space.add_argument("--no-progress", dest="progress", action="store_false",
+                             help="no progress bar")
 
 
 def _score(args) -> int:
@@ -76,11 +138,60 @@ def _print_table(archs, names, values) -> None:
         print(f"{rank:>4}  {archs[row]:<{width}}  {cells}")
 
 
+def _correlate(args) -> int:
+    from zcjax import benchmarks, report
+
+    bench = benchmarks.load_benchmark(args.benchmark)
+    column = bench.column(args.dataset)
+    chosen = None if args.proxies is None else [p for p in args.proxies.split(",") if p]
+    options = dict(proxies=chosen, results_dataset=args.results_dataset)
+    results = report.load_results(args.results)  # read once for both tables
+    table = report.correlate(results, bench, column, top_fraction=args.top_fraction,
+                             top_k=args.top_k, plot_dir=args.plot, **options)
+    print(f"{bench.name} {column}: {bench.descriptions.get(column, '')}")
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    if args.partial and len(table) > 1:
+        pairs = report.partial_correlations(results, bench, column, **options)
+        print(f"\npartial Kendall correlation of each pair given {column} accuracy")
+        print(pairs.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.plot is not None:
+        print(f"\n{len(table)} plots written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _score_space(args) -> int:
+    from zcjax import bulk
+
+    space = api.get_space(args.space)
+    info = data.DATASETS[args.data]
+    proxies.resolve(args.proxies)  # name errors before any work
+    key = jax.random.key(args.seed)
+    archs = None
+    if args.n is not None:
+        total = getattr(space, "NUM_ARCHS", None)
+        if args.n < 1 or (total is not None and args.n > total):
+            raise ValueError(f"--n must be in 1..{total or 'the space size'}, got {args.n}")
+        archs = space.sample(key, args.n)
+    batch = data.sample_batch(args.data, args.batch_size, key=key)
+    summary = bulk.score_space(
+        args.space, args.proxies, batch, key=args.seed, out=args.out, archs=archs,
+        dataset=args.data, batch_id=f"{args.data}-batch{args.batch_size}-seed{args.seed}",
+        chunk=args.chunk, workers=args.workers, cache_dir=args.cache_dir,
+        progress=args.progress, num_classes=info.num_classes, image_size=info.image_size)
+    print(f"{summary.out}: {summary.rows_written} rows written "
+          f"({summary.non_finite} non-finite) for {summary.archs_scored} of {summary.archs} "
+          f"architectures, {summary.rows_skipped} skipped as already stored; "
+          f"{len(summary.parts)} part files, {summary.seconds:.1f} s "
+          f"({summary.compile_seconds:.1f} s first call, compilation included)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"score": _score}[args.command](args)
-    except (ValueError, KeyError) as error:
+        commands = {"score": _score, "correlate": _correlate, "score-space": _score_space}
+        return commands[args.command](args)
+    except (ValueError, KeyError, FileNotFoundError, ImportError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"zcjax {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -1,0 +1,474 @@
+"""Benchmark accuracy tables: what the proxy rankings are measured against.
+
+A :class:`Benchmark` holds trained accuracies keyed by architecture string (the same strings the
+search spaces and the results store use), one column per dataset or metric, plus, where the
+source has them, reference proxy scores computed by someone else (NAS-Bench-Suite-Zero) to
+compare ours with. Loaders:
+
+* :func:`load_nb201_csv`: the merged NAS-Bench-201 / NATS-Bench topology table (all 15625
+  architectures; NATS-Bench test accuracies and the NAS-Bench-201 v1.0 columns).
+* :func:`load_suite_zero`: NAS-Bench-Suite-Zero's precomputed-proxy JSON (NASLib's
+  ``zc_<space>.json``), any space, given a function from its key to an arch string;
+  :func:`naslib_nb201_arch` is the one for NAS-Bench-201.
+* :func:`load_nats_bench`: the official NATS-Bench API files (optional ``nats_bench`` package).
+* :func:`load_benchmark`: any of these by name (``"nb201"``, resolved through environment
+  variables) or by path. The package ships no benchmark data.
+
+References:
+  Dong & Yang, "NAS-Bench-201", ICLR 2020. Dong et al., "NATS-Bench", TPAMI 2021.
+  Krishnakumar et al., "NAS-Bench-Suite-Zero", NeurIPS 2022 Datasets and Benchmarks.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import gzip
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+import pandas as pd
+
+__all__ = [
+    "BENCHMARKS",
+    "BENCHMARK_DIR_VARIABLE",
+    "Benchmark",
+    "NASLIB_NB201_EDGES",
+    "NASLIB_NB201_OPS",
+    "NATS_DATASETS",
+    "NB201_CSV_COLUMNS",
+    "SUITE_ZERO_ARCH_KEYS",
+    "load_benchmark",
+    "load_nats_bench",
+    "load_nb201_csv",
+    "load_suite_zero",
+    "naslib_nb201_arch",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """Accuracies of a benchmark's architectures, keyed by arch string.
+
+    Attributes:
+      name: short name of the source (e.g. ``"nb201"``).
+      accuracies: float64 frame, index ``arch`` (unique arch strings), one column per dataset
+        or metric; NaN where the source has no value for an architecture.
+      descriptions: column -> what it holds (split, epochs, seeds, source).
+      scores: reference proxy scores from the source, long format with columns ``arch``,
+        ``dataset``, ``proxy``, ``value`` (float64, non-finite kept) and ``seconds``; None when
+        the source has none.
+      info: per-architecture extras that are neither accuracies nor proxies (benchmark index,
+        isomorphism class, ...), index ``arch``; None when there are none.
+    """
+
+    name: str
+    accuracies: pd.DataFrame
+    descriptions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    scores: pd.DataFrame | None = None
+    info: pd.DataFrame | None = None
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """The accuracy columns, in order."""
+        return tuple(self.accuracies.columns)
+
+    def column(self, dataset: str) -> str:
+        """The accuracy column for ``dataset``: exact name, else a case-insensitive match.
+
+        Raises:
+          KeyError: no such column; the message lists the valid ones.
+        """
+        if dataset in self.accuracies.columns:
+            return dataset
+        folded = [c for c in self.accuracies.columns if c.lower() == str(dataset).lower()]
+        if len(folded) == 1:
+            return folded[0]
+        raise KeyError(
+            f"benchmark {self.name!r} has no dataset {dataset!r}; valid datasets: "
+            f"{', '.join(self.datasets)}"
+        )
+
+    def accuracy(self, dataset: str) -> pd.Series:
+        """Accuracies on one dataset, indexed by arch, architectures without a value left out.
+
+        Raises:
+          KeyError: no such dataset; the message lists the valid ones.
+        """
+        column = self.column(dataset)
+        return self.accuracies[column].dropna().rename(column)
+
+
+def _accuracy_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    frame = frame.astype("float64")
+    frame.index = frame.index.astype(str).rename("arch")
+    duplicated = frame.index[frame.index.duplicated()]
+    if len(duplicated):
+        raise ValueError(f"{source}: architecture {duplicated[0]!r} appears more than once")
+    return frame
+
+
+def _existing(path: str | os.PathLike) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"benchmark file not found: {path}")
+    return path
+
+
+# ---------------------------------------------------------------------------
+# NAS-Bench-201 / NATS-Bench topology CSV
+# ---------------------------------------------------------------------------
+# CSV column -> (our dataset column, description).
+NB201_CSV_COLUMNS = MappingProxyType(
+    {
+        "cifar10_test_nats": (
+            "cifar10", "CIFAR-10 test accuracy, NATS-Bench tss, 200 epochs, mean over seeds"),
+        "cifar100_test_nats": (
+            "cifar100", "CIFAR-100 test accuracy, NATS-Bench tss, 200 epochs, mean over seeds"),
+        "imagenet16_120_test_nats": (
+            "imagenet16-120",
+            "ImageNet16-120 test accuracy, NATS-Bench tss, 200 epochs, mean over seeds"),
+        "cifar10_test_nb201v1": (
+            "cifar10-nb201v1",
+            "CIFAR-10 test accuracy (trained on train+valid), NAS-Bench-201 v1.0, mean over seeds"),
+        "cifar10valid_valid_nb201v1": (
+            "cifar10-valid",
+            "CIFAR-10 validation accuracy (the 'cifar10-valid' setting: trained on the train "
+            "split), NAS-Bench-201 v1.0, mean over seeds"),
+        "cifar10valid_test_nb201v1": (
+            "cifar10-valid-test",
+            "CIFAR-10 test accuracy in the 'cifar10-valid' setting (trained on the train split), "
+            "NAS-Bench-201 v1.0, mean over seeds"),
+    }
+)
+_NB201_CSV_INFO = ("arch_index", "naslib_op_indices", "isomorph_str", "params_mb",
+                   "naswot_v1_score")
+
+
+def load_nb201_csv(path: str | os.PathLike) -> Benchmark:
+    """The merged NAS-Bench-201 / NATS-Bench topology accuracy table (plain or gzipped CSV).
+
+    Columns of the result (see :data:`NB201_CSV_COLUMNS`): ``cifar10``, ``cifar100``,
+    ``imagenet16-120`` (NATS-Bench tss test accuracies, 200 epochs, mean over seeds: the
+    numbers PAPER.md's Kendall taus are measured against), ``cifar10-nb201v1``,
+    ``cifar10-valid`` and ``cifar10-valid-test`` (NAS-Bench-201 v1.0). ``info`` keeps
+    ``arch_index``, ``naslib_op_indices``, ``isomorph_str``, ``params_mb`` (wrong in 204 rows
+    of the shared file, see its README) and ``naswot_v1_score``.
+
+    Args:
+      path: the CSV, with an ``arch_str`` column and the columns above.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: a required column is missing, or an arch appears twice.
+    """
+    path = _existing(path)
+    frame = pd.read_csv(path, dtype={"naslib_op_indices": str})
+    missing = [c for c in ("arch_str", *NB201_CSV_COLUMNS) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} is not an NB201 accuracy table: missing column(s) "
+                         f"{', '.join(missing)}")
+    frame = frame.set_index("arch_str")
+    accuracies = _accuracy_frame(
+        frame[list(NB201_CSV_COLUMNS)].rename(
+            columns={src: name for src, (name, _) in NB201_CSV_COLUMNS.items()}),
+        str(path),
+    )
+    info = frame[[c for c in _NB201_CSV_INFO if c in frame.columns]].copy()
+    info.index = accuracies.index
+    return Benchmark(
+        name="nb201",
+        accuracies=accuracies,
+        descriptions=dict(NB201_CSV_COLUMNS.values()),
+        info=info,
+    )
+
+
+# ---------------------------------------------------------------------------
+# NAS-Bench-Suite-Zero JSON (NASLib zc_<space>.json)
+# ---------------------------------------------------------------------------
+# NASLib's NB201 encoding (naslib/search_spaces/nasbench201/conversions.py): op index ->
+# name, and the edge of each of the 6 positions as (from, to) on nodes 1..4.
+NASLIB_NB201_OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
+NASLIB_NB201_EDGES = ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))
+# Arch-string edge order: node j's inputs 0..j-1, nodes 1..3 (0-based), i.e. the (from, to)
+# edges (1,2), (1,3), (2,3), (1,4), (2,4), (3,4) in NASLib's 1-based numbering.
+_ARCH_STR_EDGES = tuple((i + 1, j + 1) for j in range(1, 4) for i in range(j))
+
+
+def naslib_nb201_arch(key: str | Iterable[int]) -> str:
+    """NASLib's NAS-Bench-201 op indices -> our (NB201's own) arch string.
+
+    NASLib encodes a cell as 6 op indices, one per edge in the order (1,2), (1,3), (1,4),
+    (2,3), (2,4), (3,4) (``(from, to)``, nodes numbered 1..4, node 1 the cell input), with
+    ops 0=skip_connect, 1=none, 2=nor_conv_3x3, 3=nor_conv_1x1, 4=avg_pool_3x3. The arch
+    string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` lists node j's inputs per node, i.e. the
+    edges (1,2) | (1,3) (2,3) | (1,4) (2,4) (3,4). So NASLib position p goes to arch-string
+    position ``[0, 1, 3, 2, 4, 5][p]``. For example ``(4, 3, 3, 0, 0, 0)`` (NB201 index 0) is::
+
+        |avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+
+        |nor_conv_1x1~0|skip_connect~1|skip_connect~2|      (one string)
+
+    (Checked against the ``naslib_op_indices`` column of the NB201 CSV on all 15625 rows.)
+
+    Args:
+      key: the Suite-Zero JSON key ``"(4, 3, 3, 0, 0, 0)"``, a 6-digit string ``"433000"``
+        (the CSV's ``naslib_op_indices``), or a sequence of 6 ints.
+
+    Raises:
+      ValueError: not 6 op indices in 0..4.
+    """
+    if isinstance(key, str):
+        text = key.strip()
+        if text.isdigit():
+            ops = [int(c) for c in text]
+        else:
+            try:
+                ops = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise ValueError(f"not a NASLib NB201 key: {key!r}") from None
+    else:
+        ops = key
+    try:
+        ops = [int(op) for op in ops]
+    except (TypeError, ValueError):
+        raise ValueError(f"not a NASLib NB201 key: {key!r}") from None
+    if len(ops) != len(NASLIB_NB201_EDGES) or not all(0 <= op < len(NASLIB_NB201_OPS)
+                                                      for op in ops):
+        raise ValueError(f"a NASLib NB201 key is 6 op indices in 0..4, got {key!r}")
+    by_edge = dict(zip(NASLIB_NB201_EDGES, ops))
+    names = [NASLIB_NB201_OPS[by_edge[edge]] for edge in _ARCH_STR_EDGES]
+    nodes, position = [], 0
+    for node in range(1, 4):
+        nodes.append("|" + "|".join(f"{names[position + i]}~{i}" for i in range(node)) + "|")
+        position += node
+    return "+".join(nodes)
+
+
+# Space name -> Suite-Zero key mapper; other spaces add theirs here.
+SUITE_ZERO_ARCH_KEYS: Mapping[str, Callable[[str], str]] = MappingProxyType(
+    {"nb201": naslib_nb201_arch}
+)
+
+
+def _read_json(path: Path):
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as file:
+        return json.load(file)
+
+
+def _score(value) -> float:
+    # JSON null and the strings NaN/Infinity that json accepts all become floats.
+    return math.nan if value is None else float(value)
+
+
+def load_suite_zero(
+    path: str | os.PathLike,
+    arch_from_key: Callable[[str], str] = naslib_nb201_arch,
+    *,
+    name: str = "suite-zero",
+) -> Benchmark:
+    """NAS-Bench-Suite-Zero's precomputed proxies and accuracies (NASLib ``zc_<space>.json``).
+
+    The file is ``{dataset: {key: {"val_accuracy": float, proxy: {"score", "time"}, ...}}}``.
+    Accuracy columns are the datasets lower-cased (``cifar10``, ``cifar100``,
+    ``imagenet16-120``; TransNAS-Bench's task names), each the record's ``val_accuracy``
+    (for NB201: one seed's validation accuracy after 200 epochs, not NATS-Bench's test
+    accuracy). Every field holding a ``{"score", "time"}`` dict (``params`` and ``flops``
+    included) becomes rows of :attr:`Benchmark.scores`; other fields (``idx``, ``arch``) are
+    ignored.
+
+    Args:
+      path: the JSON file, plain or gzipped.
+      arch_from_key: maps a JSON key to our arch string (:func:`naslib_nb201_arch` for
+        NB201; see :data:`SUITE_ZERO_ARCH_KEYS`).
+      name: the benchmark's name.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: not the Suite-Zero layout, a key the mapper rejects, or two keys mapping
+        to the same arch within a dataset.
+    """
+    path = _existing(path)
+    data = _read_json(path)
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"{path} is not a Suite-Zero file: expected {{dataset: {{key: record}}}}")
+    accuracy_columns, score_rows = {}, []
+    for dataset, records in data.items():
+        column = dataset.lower()
+        accuracy = {}
+        for key, record in records.items():
+            arch = arch_from_key(key)
+            if arch in accuracy:
+                raise ValueError(f"{path}: {dataset} has two keys for arch {arch!r}")
+            accuracy[arch] = _score(record.get("val_accuracy"))
+            for proxy, entry in record.items():
+                if isinstance(entry, dict) and "score" in entry:
+                    score_rows.append((arch, column, proxy, _score(entry["score"]),
+                                       _score(entry.get("time"))))
+        accuracy_columns[column] = pd.Series(accuracy, dtype="float64")
+    accuracies = _accuracy_frame(pd.DataFrame(accuracy_columns), str(path))
+    scores = pd.DataFrame(score_rows, columns=["arch", "dataset", "proxy", "value", "seconds"])
+    scores = scores.astype({"value": "float64", "seconds": "float64"})
+    descriptions = {
+        column: f"{column} val_accuracy from NAS-Bench-Suite-Zero ({path.name}); for NB201 a "
+        "single seed's validation accuracy after 200 epochs"
+        for column in accuracies.columns
+    }
+    return Benchmark(name=name, accuracies=accuracies, descriptions=descriptions, scores=scores)
+
+
+# ---------------------------------------------------------------------------
+# The official NATS-Bench API
+# ---------------------------------------------------------------------------
+NATS_DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
+
+
+def load_nats_bench(
+    path: str | os.PathLike,
+    *,
+    datasets: Iterable[str] = NATS_DATASETS,
+    hp: str = "200",
+) -> Benchmark:
+    """Test accuracies from the official NATS-Bench topology (tss) files.
+
+    Uses ``nats_bench.create(path, "tss", fast_mode=True, verbose=False)`` and
+    ``get_more_info(index, dataset, hp=hp, is_random=False)["test-accuracy"]`` (mean over
+    seeds; ``is_random=True``, the API's default, would pick one seed at random).
+
+    Args:
+      path: the NATS-Bench tss benchmark files (e.g. ``NATS-tss-v1_0-3ffb9-simple``).
+      datasets: NATS-Bench dataset names; columns are them lower-cased.
+      hp: training schedule, ``"200"`` or ``"12"`` epochs.
+
+    Raises:
+      ImportError: the ``nats_bench`` package is not installed.
+      FileNotFoundError: no such path.
+    """
+    try:
+        import nats_bench
+    except ImportError as error:
+        raise ImportError(
+            "loading the NATS-Bench API files needs the nats_bench package: "
+            "pip install nats_bench (or use the CSV / Suite-Zero loaders)"
+        ) from error
+    path = _existing(path)
+    api = nats_bench.create(str(path), "tss", fast_mode=True, verbose=False)
+    datasets = tuple(datasets)
+    archs = [api.arch(index) for index in range(len(api))]
+    columns = {
+        dataset.lower(): [
+            api.get_more_info(index, dataset, hp=hp, is_random=False)["test-accuracy"]
+            for index in range(len(api))
+        ]
+        for dataset in datasets
+    }
+    accuracies = _accuracy_frame(pd.DataFrame(columns, index=archs), str(path))
+    descriptions = {
+        dataset.lower(): f"{dataset} test accuracy, NATS-Bench tss API, {hp} epochs, mean over "
+        "seeds"
+        for dataset in datasets
+    }
+    info = pd.DataFrame({"arch_index": range(len(archs))}, index=accuracies.index)
+    return Benchmark(name="nats-tss", accuracies=accuracies, descriptions=descriptions, info=info)
+
+
+# ---------------------------------------------------------------------------
+# By name or path
+# ---------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    variable: str  # environment variable holding the file's path
+    candidates: tuple[str, ...]  # glob patterns under $ZCJAX_BENCHMARK_DIR
+    loader: Callable[[Path], Benchmark]
+    description: str
+
+
+BENCHMARK_DIR_VARIABLE = "ZCJAX_BENCHMARK_DIR"
+BENCHMARKS: Mapping[str, _Source] = MappingProxyType(
+    {
+        "nb201": _Source(
+            "ZCJAX_NB201_CSV",
+            ("nb201_accuracies.csv*", "nb201/nb201_accuracies.csv*"),
+            load_nb201_csv,
+            "NAS-Bench-201 / NATS-Bench tss accuracy CSV, all 15625 archs",
+        ),
+        "nb201-suite-zero": _Source(
+            "ZCJAX_NB201_SUITE_ZERO",
+            ("*zc_nasbench201*.json*", "nb201/*zc_nasbench201*.json*"),
+            lambda path: load_suite_zero(path, naslib_nb201_arch, name="nb201-suite-zero"),
+            "NAS-Bench-Suite-Zero NB201 JSON (725 archs, validation accuracy, proxy scores)",
+        ),
+    }
+)
+
+
+def _resolve(name: str) -> Path:
+    source = BENCHMARKS[name]
+    if os.environ.get(source.variable):
+        return _existing(os.environ[source.variable])
+    directory = os.environ.get(BENCHMARK_DIR_VARIABLE)
+    if directory:
+        for pattern in source.candidates:
+            found = sorted(Path(directory).expanduser().glob(pattern))
+            if found:
+                return found[0]
+        raise FileNotFoundError(
+            f"benchmark {name!r}: no file matching {' or '.join(source.candidates)} under "
+            f"${BENCHMARK_DIR_VARIABLE}={directory}"
+        )
+    raise FileNotFoundError(
+        f"benchmark {name!r} ({source.description}) is not shipped with zcjax: set "
+        f"${source.variable} to its file, or ${BENCHMARK_DIR_VARIABLE} to a folder holding "
+        f"{' or '.join(source.candidates)}, or pass the path"
+    )
+
+
+def load_benchmark(name_or_path: str | os.PathLike, *, space: str | None = None) -> Benchmark:
+    """A benchmark by name (see :data:`BENCHMARKS`) or by path.
+
+    Names resolve through an environment variable naming the file (``ZCJAX_NB201_CSV``,
+    ``ZCJAX_NB201_SUITE_ZERO``) or a folder ``ZCJAX_BENCHMARK_DIR`` searched for the usual
+    file names. A path is read by its suffix: ``.csv[.gz]`` as the NB201 table,
+    ``.json[.gz]`` as a Suite-Zero file (its space from ``space``, else from a file name
+    containing ``nasbench201``), a folder as NATS-Bench API files.
+
+    Args:
+      name_or_path: a name in :data:`BENCHMARKS` or a path.
+      space: the search space of a Suite-Zero JSON (a key of :data:`SUITE_ZERO_ARCH_KEYS`).
+
+    Raises:
+      FileNotFoundError: the file is missing, or a name's environment variables are unset.
+      ValueError: neither a known name nor a readable path; an unknown or undetectable space.
+    """
+    text = os.fspath(name_or_path)
+    if text in BENCHMARKS:
+        return BENCHMARKS[text].loader(_resolve(text))
+    path = Path(text).expanduser()
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes[-1:] == [".gz"]:
+        suffixes = suffixes[:-1]
+    if not path.exists():
+        if not suffixes:
+            raise ValueError(f"unknown benchmark {text!r}: neither a name "
+                             f"({', '.join(BENCHMARKS)}) nor an existing path")
+        raise FileNotFoundError(f"benchmark file not found: {path}")
+    if path.is_dir():
+        return load_nats_bench(path)
+    if suffixes[-1:] == [".csv"]:
+        return load_nb201_csv(path)
+    if suffixes[-1:] == [".json"]:
+        if space is None and "nasbench201" in path.name:
+            space = "nb201"
+        if space not in SUITE_ZERO_ARCH_KEYS:
+            raise ValueError(
+                f"{path}: give the search space of this Suite-Zero file (space=...); known: "
+                f"{', '.join(SUITE_ZERO_ARCH_KEYS)}"
+            )
+        return load_suite_zero(path, SUITE_ZERO_ARCH_KEYS[space], name=path.name)
+    raise ValueError(f"{path}: unknown benchmark format; expected .csv[.gz] (NB201 table), "
+                     ".json[.gz] (Suite-Zero) or a NATS-Bench folder")

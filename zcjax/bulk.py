@@ -1,0 +1,407 @@
+"""Space-wide scoring: one compiled scorer, chunk by chunk, into a resumable results store.
+
+:func:`score_space` scores every architecture of a space (or a given list) on one
+minibatch and writes one Parquet part per finished chunk to a results store
+(:mod:`zcjax.store`). Rerunning the same call skips every (architecture, proxy) already
+stored for the same run identity (space, dataset, batch, seed, network configuration and
+proxy options), so a killed run resumes with nothing lost and nothing duplicated.
+
+Parallelism. The scorer is compiled once (genotypes are data) and architectures are
+scored one at a time: vmapping over genotypes turns every ``lax.switch`` into a select
+that runs all ops, which is slower on a CPU (see DESIGN.md). On a multi-core CPU,
+``workers=N`` runs N worker processes (``spawn``), each with its own scorer; give them a
+persistent compilation cache (``cache_dir`` or ``$ZCJAX_CACHE_DIR``) so that only the
+first compiles from scratch. On a machine with several accelerators the scorer runs on
+JAX's default device only; use ``workers=1`` there (worker processes would each claim the
+same device's memory).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental.compilation_cache import compilation_cache
+from tqdm.auto import tqdm
+
+from zcjax import api, data, store
+from zcjax.proxies import Options, registry
+
+CACHE_DIR_ENV = "ZCJAX_CACHE_DIR"
+DEFAULT_CHUNK = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """What a :func:`score_space` call did.
+
+    Attributes:
+      out: the results store's directory.
+      archs: distinct architectures requested.
+      archs_scored: architectures scored by this call (those with a proxy not yet stored).
+      rows_written: rows this call added to the store.
+      rows_skipped: requested (architecture, proxy) rows already stored, not recomputed.
+      non_finite: rows written this call whose value is NaN or +-inf (stored as they are).
+      parts: the part files this call wrote.
+      seconds: wall time of the call.
+      compile_seconds: the first scoring call (compilation included); with workers, the
+        slowest worker's.
+    """
+
+    out: str
+    archs: int
+    archs_scored: int
+    rows_written: int
+    rows_skipped: int
+    non_finite: int
+    parts: tuple[str, ...]
+    seconds: float
+    compile_seconds: float
+
+
+def use_compilation_cache(cache_dir: str | os.PathLike) -> None:
+    """Turn on JAX's persistent compilation cache in ``cache_dir`` for this process.
+
+    This changes JAX's global configuration (``jax_compilation_cache_dir`` and
+    ``jax_persistent_cache_min_compile_time_secs=0``, so that every compilation is cached)
+    and is done only when the user asks for a cache directory.
+    """
+    path = os.fspath(cache_dir)
+    os.makedirs(path, exist_ok=True)
+    if jax.config.jax_compilation_cache_dir != path:
+        jax.config.update("jax_compilation_cache_dir", path)
+        # JAX decides once per process whether the cache is used; start that decision over
+        # so a directory set after earlier compilations still takes effect.
+        compilation_cache.reset_cache()
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
+def batch_fingerprint(images, labels) -> str:
+    """A content hash of a batch (``"sha256:<16 hex>"``), the default ``batch_id``."""
+    digest = hashlib.sha256()
+    for array in (np.asarray(images, np.float32), np.asarray(labels, np.int64)):
+        digest.update(repr(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def score_space(
+    space: str,
+    proxies: str | Iterable[str],
+    batch,
+    *,
+    key: int | jax.Array,
+    out: str | os.PathLike,
+    dataset: str,
+    archs: Sequence | None = None,
+    chunk: int = DEFAULT_CHUNK,
+    batch_id: str | None = None,
+    seed: int | None = None,
+    workers: int = 1,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    **scorer_options: Any,
+) -> Summary:
+    """Score a search space (or some of its architectures) into a resumable results store.
+
+    Args:
+      space: search space name (e.g. ``"nb201"``).
+      proxies: proxy names (sequence or comma-separated).
+      batch: ``(images NHWC float, labels int)``, the one minibatch every architecture sees.
+      key: an int seed, or a ``jax.random`` key of the initialisation (with ``seed``).
+      out: the results store's directory (created if missing; see :mod:`zcjax.store`).
+      dataset: the name of the data the batch comes from (recorded, part of the identity).
+      archs: arch strings or int genotypes; None = every architecture of the space
+        (needs the space's ``all_genotypes``). Duplicates are scored once.
+      chunk: architectures per part file; a killed run loses at most the chunks in flight.
+      batch_id: identity of the batch in the store; default :func:`batch_fingerprint`.
+      seed: the int recorded for ``key``; required when ``key`` is a key, defaults to
+        ``key`` when it is an int.
+      workers: worker processes (CPU); 1 scores in this process.
+      cache_dir: persistent compilation cache directory (default ``$ZCJAX_CACHE_DIR``;
+        none when both are unset); see :func:`use_compilation_cache`.
+      progress: show a tqdm progress bar (architectures per second, ETA).
+      **scorer_options: passed to :func:`zcjax.make_scorer`: ``config``, ``num_classes``,
+        ``image_size`` and the fields of :class:`zcjax.proxies.Options`. They are recorded
+        as the ``settings`` column (canonical JSON), part of the identity.
+
+    Returns:
+      A :class:`Summary`.
+
+    Raises:
+      ValueError, KeyError: an unknown space, proxy or option; a malformed architecture,
+        batch, key or argument; ``out`` a file or a directory of foreign Parquet files.
+    """
+    started = time.perf_counter()
+    space_module = api.get_space(space)
+    names = tuple(proxy.name for proxy in registry.resolve(proxies))
+    key, seed = _key_and_seed(key, seed)
+    chunk = _positive_int("chunk", chunk)
+    workers = _positive_int("workers", workers)
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f"dataset must be a non-empty name, got {dataset!r}")
+    config, options, settings = _settings(space_module, scorer_options)
+    images, labels = data.validate_batch(batch, image_size=config.image_size,
+                                         num_classes=config.num_classes)
+    images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int32)
+    if batch_id is None:
+        batch_id = batch_fingerprint(images, labels)
+    elif not isinstance(batch_id, str) or not batch_id:
+        raise ValueError(f"batch_id must be a non-empty string, got {batch_id!r}")
+    genotypes, arch_names = _architectures(space_module, archs)
+
+    run = {"space": space, "dataset": dataset, "batch_id": batch_id, "seed": seed,
+           "settings": settings}
+    stored = store.stored_pairs(out, run)
+    missing = [[name for name in names if (arch, name) not in stored] for arch in arch_names]
+    todo = [index for index, wanted in enumerate(missing) if wanted]
+    rows_skipped = len(arch_names) * len(names) - sum(map(len, missing))
+
+    def summary(parts=(), rows_written=0, non_finite=0, compile_seconds=0.0):
+        return Summary(os.fspath(out), len(arch_names), len(todo), rows_written, rows_skipped,
+                       non_finite, tuple(map(str, parts)), time.perf_counter() - started,
+                       compile_seconds)
+
+    if not todo:
+        return summary()
+    # Only the proxies some architecture still lacks (e.g. just the one added to a run).
+    needed = tuple(name for name in names if any(name in missing[i] for i in todo))
+    cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_DIR_ENV) or None
+    if cache_dir is not None:
+        use_compilation_cache(cache_dir)
+
+    todo = np.asarray(todo)
+    indices = _genotype_indices(space_module, genotypes[todo])
+    chunks = [todo[start:start + chunk] for start in range(0, len(todo), chunk)]
+    run_token = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    spec = _WorkerSpec(space, needed, config, options, images, labels, *_portable_key(key),
+                       None if cache_dir is None else os.fspath(cache_dir))
+    parts, rows_written, non_finite = [], 0, 0
+    bar = tqdm(total=len(todo), unit="arch", desc=f"{space} {','.join(needed)}",
+               disable=not progress, dynamic_ncols=True)
+    position = {arch: i for i, arch in enumerate(todo.tolist())}
+
+    def finish(number, members, values, seconds):
+        nonlocal rows_written, non_finite
+        rows = _rows(run, needed, members, arch_names, [indices[position[m]] for m in members],
+                     [missing[m] for m in members], values, seconds)
+        parts.append(store.write_part(out, store.new_part_name(run_token, number), rows))
+        rows_written += len(rows["value"])
+        non_finite += int(np.sum(~np.isfinite(rows["value"])))
+
+    try:
+        if workers == 1:
+            scorer = _ChunkScorer(spec)
+            for number, members in enumerate(chunks):
+                values, seconds = scorer(genotypes[members], on_each=lambda: bar.update(1))
+                finish(number, members, values, seconds)
+            compile_seconds = scorer.compile_seconds
+        else:
+            compile_seconds = _run_workers(spec, genotypes, chunks, min(workers, len(chunks)),
+                                           finish, bar)
+    finally:
+        bar.close()
+    return summary(parts, rows_written, non_finite, compile_seconds)
+
+
+# ---------------------------------------------------------------------------
+# Argument checks
+# ---------------------------------------------------------------------------
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _key_and_seed(key, seed) -> tuple[jax.Array, int]:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        if seed is not None and int(seed) != int(key):
+            raise ValueError(f"key={int(key)} and seed={int(seed)} disagree; give one int")
+        return jax.random.key(int(key)), int(key)
+    if not isinstance(key, (jax.Array, np.ndarray)):
+        raise ValueError(f"key must be an int seed or a jax.random key, got {type(key).__name__}")
+    if seed is None:
+        raise ValueError("with a jax.random key, give seed= too: the int that labels this key "
+                         "in the results store (or pass key=<int seed>)")
+    return key, int(seed)
+
+
+def _settings(space_module, scorer_options: dict[str, Any]):
+    """(network config, proxy options, canonical JSON of both)."""
+    options = dict(scorer_options)
+    if "per_layer" in options:
+        raise ValueError("score_space stores one score per proxy; per_layer is not supported")
+    config = options.pop("config", None)
+    config = space_module.Config() if config is None else config
+    for name in ("num_classes", "image_size"):
+        value = options.pop(name, None)
+        if value is not None:
+            config = dataclasses.replace(config, **{name: int(value)})
+    valid = {field.name for field in dataclasses.fields(Options)}
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise ValueError(f"unknown scorer option(s) {', '.join(unknown)}; valid: config, "
+                         f"num_classes, image_size, {', '.join(sorted(valid))}")
+    settings = json.dumps({"config": dataclasses.asdict(config),
+                           "options": dataclasses.asdict(Options(**options))},
+                          sort_keys=True, default=repr)
+    return config, options, settings
+
+
+def _architectures(space_module, archs) -> tuple[np.ndarray, list[str]]:
+    """Distinct genotypes (first occurrence kept) and their canonical arch strings."""
+    if archs is None:
+        if not hasattr(space_module, "all_genotypes"):
+            raise ValueError(f"space {space_module.__name__} does not enumerate its "
+                             "architectures; pass archs=")
+        genotypes = np.asarray(space_module.all_genotypes(), np.int32)
+    else:
+        if isinstance(archs, (str, bytes)):
+            raise ValueError("archs must be a sequence of arch strings or genotypes, not one "
+                             "string")
+        checked = []
+        for position, arch in enumerate(archs):
+            try:
+                checked.append(space_module.check_arch(arch))
+            except ValueError as error:
+                raise ValueError(f"archs[{position}]: {error}") from None
+        if not checked:
+            raise ValueError("archs is empty; pass None to score the whole space")
+        genotypes = np.stack(checked).astype(np.int32)
+    strings = space_module.arch_strings(genotypes)
+    seen: dict[str, int] = {}
+    for index, arch in enumerate(strings):
+        seen.setdefault(arch, index)
+    first = list(seen.values())
+    return genotypes[first], [strings[i] for i in first]
+
+
+def _genotype_indices(space_module, genotypes: np.ndarray) -> list[int | None]:
+    """Each genotype's row in the space's ``all_genotypes()`` (None if not enumerable)."""
+    if not hasattr(space_module, "all_genotypes"):
+        return [None] * len(genotypes)
+    table = {row.tobytes(): index for index, row in
+             enumerate(np.ascontiguousarray(space_module.all_genotypes(), np.int32))}
+    return [table.get(np.ascontiguousarray(g, np.int32).tobytes()) for g in genotypes]
+
+
+def _portable_key(key) -> tuple[np.ndarray, str | None]:
+    """A key as (raw data, implementation name) that pickles into worker processes."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return np.asarray(jax.random.key_data(key)), str(jax.random.key_impl(key))
+    return np.asarray(key), None
+
+
+def _rows(run, proxies, members, arch_names, indices, missing, values, seconds):
+    """The store columns of one chunk: only the (arch, proxy) pairs not yet stored."""
+    rows = {column: [] for column in store.SCHEMA.names}
+    for row, (member, index, wanted) in enumerate(zip(members, indices, missing)):
+        for column, name in enumerate(proxies):
+            if name not in wanted:
+                continue
+            for field, value in run.items():
+                rows[field].append(value)
+            rows["arch"].append(arch_names[member])
+            rows["genotype_index"].append(index)
+            rows["proxy"].append(name)
+            rows["value"].append(float(values[row, column]))
+            rows["seconds"].append(float(seconds[row]))
+    rows["value"] = np.asarray(rows["value"], np.float64)
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Scoring, in this process or in workers
+# ---------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _WorkerSpec:
+    """Everything a process needs to build the scorer (picklable)."""
+
+    space: str
+    proxies: tuple[str, ...]
+    config: Any
+    options: dict[str, Any]
+    images: np.ndarray
+    labels: np.ndarray
+    key_data: np.ndarray
+    key_impl: str | None
+    cache_dir: str | None
+
+
+class _ChunkScorer:
+    """Scores chunks of genotypes with one compiled scorer, timing each architecture."""
+
+    def __init__(self, spec: _WorkerSpec):
+        self.scorer = api.make_scorer(spec.space, spec.proxies, config=spec.config,
+                                      **spec.options)
+        self.batch = (jnp.asarray(spec.images), jnp.asarray(spec.labels))
+        self.key = (jnp.asarray(spec.key_data) if spec.key_impl is None
+                    else jax.random.wrap_key_data(spec.key_data, impl=spec.key_impl))
+        self.compile_seconds: float | None = None
+
+    def __call__(self, genotypes: np.ndarray, on_each: Callable[[], Any] | None = None):
+        """(values (n, P) float64, seconds (n,)) of a chunk, proxies in spec order."""
+        if self.compile_seconds is None:
+            # Compile outside the timed calls, so seconds measure scoring only.
+            started = time.perf_counter()
+            self.scorer(genotypes[0], self.batch, self.key)
+            self.compile_seconds = time.perf_counter() - started
+        values = np.empty((len(genotypes), len(self.scorer.proxies)), np.float64)
+        seconds = np.empty(len(genotypes), np.float64)
+        for row, genotype in enumerate(genotypes):
+            started = time.perf_counter()
+            scores = self.scorer(genotype, self.batch, self.key)
+            seconds[row] = time.perf_counter() - started
+            values[row] = [float(scores[name]) for name in self.scorer.proxies]
+            if on_each is not None:
+                on_each()
+        return values, seconds
+
+
+_WORKER: _ChunkScorer | None = None
+
+
+def _init_worker(spec: _WorkerSpec) -> None:
+    global _WORKER
+    if spec.cache_dir is not None:
+        use_compilation_cache(spec.cache_dir)
+    _WORKER = _ChunkScorer(spec)
+
+
+def _score_in_worker(genotypes: np.ndarray):
+    values, seconds = _WORKER(genotypes)
+    return values, seconds, _WORKER.compile_seconds
+
+
+def _run_workers(spec, genotypes, chunks, workers, finish, bar) -> float:
+    """Score chunks in ``workers`` spawned processes; the parent writes every part."""
+    pool = concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+        initargs=(spec,))
+    compile_seconds = 0.0
+    try:
+        futures = {pool.submit(_score_in_worker, genotypes[members]): (number, members)
+                   for number, members in enumerate(chunks)}
+        for future in concurrent.futures.as_completed(futures):
+            values, seconds, compiled = future.result()
+            number, members = futures[future]
+            finish(number, members, values, seconds)
+            compile_seconds = max(compile_seconds, compiled)
+            bar.update(len(members))
+    finally:
+        # On an error or interrupt, drop queued chunks instead of finishing them.
+        pool.shutdown(wait=True, cancel_futures=True)
+    return compile_seconds

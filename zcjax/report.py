@@ -1,0 +1,292 @@
+"""How well proxy scores rank architectures: correlation tables, partial correlations, plots.
+
+Input is the long results format the bulk scorer writes (one row per architecture, proxy and
+seed; columns at least ``arch``, ``proxy``, ``value``, and usually ``seed``, ``dataset``,
+``space``, ``seconds``), as a pandas DataFrame or a path to a Parquet file or dataset folder.
+Scores are joined on the arch string with a :class:`zcjax.benchmarks.Benchmark`'s accuracies
+and measured with :mod:`zcjax.metrics`.
+
+Conventions:
+
+* Higher scores are better for every proxy (a negative correlation says the proxy ranks
+  backwards; nothing is flipped silently).
+* Several seeds per (arch, proxy) are averaged (arithmetic mean) before correlating; a
+  non-finite value on any seed makes the mean non-finite, so that architecture is dropped
+  for that proxy rather than scored from its remaining seeds. ``n_seeds`` reports how many.
+* Non-finite scores are dropped pairwise by the correlations and counted in ``n_nonfinite``;
+  the top-k overlaps rank them last instead (see :func:`zcjax.metrics.top_k_overlap`).
+  Architectures of the results with no accuracy in the benchmark are counted in
+  ``n_missing``.
+
+References:
+  Exploiting Network Compressibility and Topology in Zero-Cost NAS (AutoML 2023): Kendall tau
+  against test accuracy; the partial correlation of two proxies given accuracy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from zcjax import metrics
+from zcjax.benchmarks import Benchmark, load_benchmark
+
+__all__ = ["correlate", "load_results", "partial_correlations", "plot_rank_scatter"]
+
+_REQUIRED = ("arch", "proxy", "value")
+
+
+def load_results(results: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
+    """Validated long results: a DataFrame, or a Parquet file or folder of part files.
+
+    Returns a copy with ``arch`` and ``proxy`` as str and ``value`` as float64 (non-finite
+    values kept).
+
+    Raises:
+      FileNotFoundError: the path does not exist.
+      ValueError: a required column (arch, proxy, value) is missing, or there are no rows.
+    """
+    if isinstance(results, pd.DataFrame):
+        frame, source = results.copy(), "results"
+    else:
+        path = Path(results).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"results not found: {path}")
+        frame, source = pd.read_parquet(path), str(path)
+    missing = [c for c in _REQUIRED if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {', '.join(missing)}; results need "
+                         f"{', '.join(_REQUIRED)}")
+    if frame.empty:
+        raise ValueError(f"{source}: no results")
+    # Partitioned datasets read back as categoricals; compare plain strings.
+    return frame.astype({"arch": str, "proxy": str, "value": "float64"})
+
+
+def _select_dataset(frame: pd.DataFrame, dataset: str, results_dataset: str | None):
+    if "dataset" not in frame.columns:
+        if results_dataset is not None:
+            raise ValueError(f"results_dataset={results_dataset!r} given but the results "
+                             "have no dataset column")
+        return frame
+    present = list(pd.unique(frame["dataset"].astype(str)))
+    wanted = results_dataset
+    if wanted is None:
+        if len(present) == 1:
+            return frame
+        # Scores computed on several datasets' batches: use those of the benchmark dataset.
+        wanted = dataset
+    matching = [d for d in present if d.lower() == wanted.lower()]
+    if not matching:
+        raise ValueError(
+            f"the results hold scores on {', '.join(present)}, none on {wanted!r}; choose "
+            "one with results_dataset="
+        )
+    return frame[frame["dataset"].astype(str) == matching[0]]
+
+
+def _prepare(results, benchmark, dataset, proxies, results_dataset):
+    """Mean score per (proxy, arch), seeds per proxy, and the accuracies."""
+    if not isinstance(benchmark, Benchmark):
+        benchmark = load_benchmark(benchmark)
+    accuracy = benchmark.accuracy(dataset)
+    frame = _select_dataset(load_results(results), dataset, results_dataset)
+    available = list(pd.unique(frame["proxy"]))
+    if proxies is None:
+        proxies = available
+    else:
+        proxies = [proxies] if isinstance(proxies, str) else list(proxies)
+        unknown = [p for p in proxies if p not in available]
+        if unknown:
+            raise KeyError(f"no results for proxy {', '.join(map(repr, unknown))}; the results "
+                           f"hold: {', '.join(available)}")
+        frame = frame[frame["proxy"].isin(proxies)]
+    # groupby's mean skips NaN; a NaN seed must make the mean NaN (see module docstring).
+    frame = frame.assign(_nan=frame["value"].isna())
+    grouped = frame.groupby(["proxy", "arch"], sort=False)
+    means = grouped["value"].mean().where(~grouped["_nan"].any())
+    seeds = (frame.groupby("proxy")["seed"].nunique() if "seed" in frame.columns
+             else pd.Series(1, index=proxies))
+    scores = {proxy: means.xs(proxy, level="proxy") for proxy in proxies}
+    return scores, seeds, accuracy, benchmark
+
+
+def _joined(score: pd.Series, accuracy: pd.Series):
+    known = score.index.isin(accuracy.index)
+    score = score[known]
+    return score.to_numpy(), accuracy.reindex(score.index).to_numpy(), int((~known).sum())
+
+
+def _overlap_columns(top_fraction: float, top_k: int) -> tuple[str, str]:
+    return f"top{100 * top_fraction:g}pct", f"top{top_k}"
+
+
+def correlate(
+    results: pd.DataFrame | str | os.PathLike,
+    benchmark: Benchmark | str | os.PathLike,
+    dataset: str,
+    *,
+    proxies: Sequence[str] | None = None,
+    top_fraction: float = 0.1,
+    top_k: int = 50,
+    plot_dir: str | os.PathLike | None = None,
+    results_dataset: str | None = None,
+) -> pd.DataFrame:
+    """Rank agreement of every proxy's scores with the benchmark's accuracies on ``dataset``.
+
+    Args:
+      results: long results (DataFrame, or path to a Parquet file or folder of part files).
+      benchmark: a :class:`~zcjax.benchmarks.Benchmark`, or a name or path for
+        :func:`~zcjax.benchmarks.load_benchmark`.
+      dataset: accuracy column of the benchmark (e.g. ``"cifar10"``).
+      proxies: proxies to report, in this order; default every proxy in the results, in order
+        of first appearance.
+      top_fraction: share of architectures for the first overlap column (0.1: top 10%).
+      top_k: size of the top set for the second overlap column (NaN when fewer architectures
+        have an accuracy).
+      plot_dir: if given, one scatter plot per proxy (score rank vs accuracy) is written there
+        as ``{proxy}_{dataset}.png`` (needs matplotlib: ``pip install 'zcjax[plot]'``).
+      results_dataset: which rows of the results' ``dataset`` column to use when it holds
+        several; default the one named like ``dataset``.
+
+    Returns:
+      One row per proxy (index ``proxy``) with ``kendall_tau`` (tau-b), ``spearman_rho``,
+      ``top10pct`` and ``top50`` (names follow ``top_fraction`` and ``top_k``), ``n_archs``
+      (architectures with both a score and an accuracy), ``n_nonfinite`` (of those, dropped by
+      the correlations for a non-finite score or accuracy), ``n_missing`` (architectures of the
+      results without an accuracy), ``n_seeds`` (seeds averaged).
+
+    Raises:
+      FileNotFoundError: results or benchmark file missing.
+      KeyError: unknown dataset (the message lists the valid ones) or proxy.
+      ValueError: malformed results, or top_fraction outside (0, 1], or top_k < 1.
+    """
+    if not 0 < top_fraction <= 1:
+        raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    scores, seeds, accuracy, benchmark = _prepare(results, benchmark, dataset, proxies,
+                                                  results_dataset)
+    fraction_column, k_column = _overlap_columns(top_fraction, top_k)
+    rows = []
+    for proxy, score in scores.items():
+        s, a, missing = _joined(score, accuracy)
+        kendall = metrics.kendall_tau(s, a)
+        rows.append({
+            "proxy": proxy,
+            "kendall_tau": kendall.value,
+            "spearman_rho": metrics.spearman_rho(s, a).value,
+            fraction_column: (metrics.top_k_overlap(s, a, fraction=top_fraction).value
+                              if len(a) else math.nan),
+            k_column: metrics.top_k_overlap(s, a, k=top_k).value if len(a) >= top_k else math.nan,
+            "n_archs": len(s),
+            "n_nonfinite": kendall.dropped,
+            "n_missing": missing,
+            "n_seeds": int(seeds.get(proxy, 1)),
+        })
+        if plot_dir is not None:
+            plot_rank_scatter(
+                s, a, Path(plot_dir) / f"{_file_name(proxy)}_{_file_name(accuracy.name)}.png",
+                title=f"{proxy} on {benchmark.name} {accuracy.name}: Kendall tau "
+                f"{kendall.value:.3f} ({kendall.n} archs)",
+                ylabel=f"{accuracy.name} accuracy",
+            )
+    return pd.DataFrame(rows).set_index("proxy")
+
+
+def partial_correlations(
+    results: pd.DataFrame | str | os.PathLike,
+    benchmark: Benchmark | str | os.PathLike,
+    dataset: str,
+    *,
+    proxies: Sequence[str] | None = None,
+    results_dataset: str | None = None,
+) -> pd.DataFrame:
+    """The paper's partial Kendall correlation of every pair of proxies given the accuracy.
+
+    rho_XY.Z = (tau_XY - tau_XZ tau_YZ) / sqrt((1 - tau_XZ^2)(1 - tau_YZ^2)) with Z the
+    accuracy (:func:`zcjax.metrics.partial_correlation`), on the architectures that have both
+    scores and an accuracy, all three finite. A low value marks an "orthogonal" pair, which
+    composes well (the paper: Synflow-SNR vs Lnwot 0.38). Arguments as for :func:`correlate`.
+
+    Returns:
+      One row per unordered pair, in proxy order: ``proxy_x``, ``proxy_y``, ``partial_tau``,
+      ``n_archs`` (architectures with both scores and an accuracy), ``n_nonfinite`` (of those,
+      dropped for a non-finite value). ``pivot(index="proxy_x", columns="proxy_y",
+      values="partial_tau")`` gives the matrix.
+
+    Raises:
+      As :func:`correlate`.
+    """
+    scores, _, accuracy, _ = _prepare(results, benchmark, dataset, proxies, results_dataset)
+    rows = []
+    for x, y in itertools.combinations(scores, 2):
+        joined = pd.concat([scores[x], scores[y], accuracy], axis=1, join="inner")
+        result = metrics.partial_correlation(*(joined.iloc[:, i].to_numpy() for i in range(3)))
+        rows.append({"proxy_x": x, "proxy_y": y, "partial_tau": result.value,
+                     "n_archs": len(joined), "n_nonfinite": result.dropped})
+    return pd.DataFrame(rows, columns=["proxy_x", "proxy_y", "partial_tau", "n_archs",
+                                       "n_nonfinite"])
+
+
+def _file_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text))
+
+
+def plot_rank_scatter(
+    scores: Iterable[float],
+    accuracies: Iterable[float],
+    path: str | os.PathLike,
+    *,
+    title: str = "",
+    ylabel: str = "accuracy",
+) -> Path:
+    """Scatter of score rank (1 = highest score) against accuracy, saved as a PNG.
+
+    Non-finite scores are ranked last (:func:`zcjax.metrics.rank`) and drawn as red crosses,
+    so a proxy that overflows on many architectures shows it.
+
+    Args:
+      scores: shape ``[n]``.
+      accuracies: shape ``[n]``, aligned with ``scores``.
+      path: the PNG to write; its folder is created.
+      title: plot title.
+      ylabel: y-axis label.
+
+    Returns:
+      The path written.
+
+    Raises:
+      ImportError: matplotlib is missing (``pip install 'zcjax[plot]'``).
+    """
+    try:
+        # The object-oriented API draws without pyplot: no backend switch, no global state.
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError("plots need matplotlib: pip install 'zcjax[plot]'") from error
+    s = np.asarray(scores, np.float64)
+    a = np.asarray(accuracies, np.float64)
+    ranks = metrics.rank(s)
+    finite = np.isfinite(s)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure = Figure(figsize=(6, 4.5), dpi=100)
+    axes = figure.subplots()
+    axes.scatter(ranks[finite], a[finite], s=4, alpha=0.5, linewidths=0, rasterized=True)
+    if not finite.all():
+        axes.scatter(ranks[~finite], a[~finite], s=12, marker="x", color="tab:red",
+                     label=f"non-finite score ({int((~finite).sum())})")
+        axes.legend(loc="lower left")
+    axes.set_xlabel("score rank (1 = highest score)")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    return path

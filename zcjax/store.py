@@ -1,0 +1,170 @@
+"""The results store of bulk runs: a directory of Parquet part files.
+
+One part file per finished chunk, one row per (architecture, proxy) of a run identity
+(space, dataset, batch, seed, settings). A part is written under a hidden temporary name
+(``.part-<run>-<chunk>.parquet.<random>.tmp``) in the same directory, flushed to disk and
+renamed with ``os.replace``, which is atomic on POSIX: a reader (or a resumed run) sees a
+whole part or none of it. A temporary name starts with a dot (pyarrow and pandas skip such
+files) and does not end in ``.parquet`` (globs skip it), so pandas (``pd.read_parquet(out)``),
+polars and DuckDB (``read_parquet('out/*.parquet')``) read the store directly, without
+zcjax, and ignore what a killed run left behind (such files may be deleted by hand).
+
+Columns (:data:`SCHEMA`):
+  space, dataset, batch_id, seed, settings: the run identity (``settings`` is canonical
+    JSON of the network configuration and the proxy options).
+  arch: the canonical architecture string.
+  genotype_index: the genotype's row in the space's ``all_genotypes()``, null when the
+    space does not enumerate its genotypes. For NB201 it is the base-5 code of the six
+    edge ops in arch-string order, NOT the benchmark's official architecture index (join
+    benchmark tables on ``arch``).
+  proxy, value: the score, float64, non-finite values kept as they are.
+  seconds: wall time of the scoring call of that architecture (all its proxies at once,
+    compilation excluded), so rows of one architecture share it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pa_dataset
+import pyarrow.parquet as pq
+
+SCHEMA = pa.schema([
+    ("space", pa.string()),
+    ("dataset", pa.string()),
+    ("batch_id", pa.string()),
+    ("seed", pa.int64()),
+    ("settings", pa.string()),
+    ("arch", pa.string()),
+    ("genotype_index", pa.int64()),
+    ("proxy", pa.string()),
+    ("value", pa.float64()),
+    ("seconds", pa.float64()),
+])
+RUN_COLUMNS = ("space", "dataset", "batch_id", "seed", "settings")
+# A stored row is identified by its run identity plus these.
+ROW_COLUMNS = ("arch", "proxy")
+
+PART_SUFFIX = ".parquet"
+
+
+def _directory(out: str | os.PathLike, *, create: bool) -> Path:
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"results store {str(path)!r} is a file; it must be a directory "
+                         "of Parquet part files")
+    if not path.exists():
+        if not create:
+            raise ValueError(f"no results store at {str(path)!r}")
+        path.mkdir(parents=True)
+    return path
+
+
+def part_files(out: str | os.PathLike) -> list[Path]:
+    """The finished part files of a store, sorted by name (temporary files excluded)."""
+    return sorted(p for p in _directory(out, create=False).iterdir()
+                  if p.is_file() and p.name.endswith(PART_SUFFIX)
+                  and not p.name.startswith((".", "_")))
+
+
+def _check_schema(part: Path) -> None:
+    try:
+        schema = pq.read_schema(part)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise ValueError(f"{str(part)!r} is not a readable Parquet file: {error}") from None
+    for field in SCHEMA:
+        index = schema.get_field_index(field.name)
+        if index < 0 or not schema.field(index).type.equals(field.type):
+            found = "missing" if index < 0 else str(schema.field(index).type)
+            raise ValueError(f"{str(part)!r} is not a zcjax results part: column "
+                             f"{field.name!r} ({field.type}) is {found}")
+
+
+def _read_table(out: str | os.PathLike, columns: Sequence[str] | None) -> pa.Table:
+    parts = part_files(out)
+    if not parts:
+        return SCHEMA.empty_table().select(list(columns or SCHEMA.names))
+    for part in parts:
+        _check_schema(part)
+    try:
+        # The fixed schema, so every part is read alike whatever a first part holds.
+        dataset = pa_dataset.dataset([str(p) for p in parts], schema=SCHEMA, format="parquet")
+        return dataset.to_table(columns=list(columns) if columns else None)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise ValueError(f"{str(out)!r} is not a zcjax results store: {error}") from None
+
+
+def read_results(out: str | os.PathLike) -> pd.DataFrame:
+    """Every stored row of a results store, one row per (arch, proxy, run identity).
+
+    Args:
+      out: the store's directory.
+
+    Returns:
+      A DataFrame with the columns of :data:`SCHEMA` (empty if no part is finished yet).
+
+    Raises:
+      ValueError: ``out`` does not exist, is a file, or holds Parquet files of another
+        schema.
+    """
+    return _read_table(out, None).to_pandas()
+
+
+def stored_pairs(out: str | os.PathLike, run: Mapping[str, object]) -> set[tuple[str, str]]:
+    """The (arch, proxy) pairs already stored for one run identity.
+
+    Args:
+      out: the store's directory (need not exist yet).
+      run: a value for each of :data:`RUN_COLUMNS`.
+    """
+    if not Path(out).exists():
+        return set()
+    table = _read_table(out, RUN_COLUMNS + ROW_COLUMNS).to_pandas()
+    mask = pd.Series(True, index=table.index)
+    for column in RUN_COLUMNS:
+        mask &= table[column] == run[column]
+    return set(zip(table.loc[mask, "arch"], table.loc[mask, "proxy"]))
+
+
+def new_part_name(run_token: str, chunk: int) -> str:
+    """A part file name unique to one run (``part-<token>-<chunk>.parquet``)."""
+    return f"part-{run_token}-{chunk:06d}{PART_SUFFIX}"
+
+
+def write_part(out: str | os.PathLike, name: str, rows: Mapping[str, Sequence]) -> Path:
+    """Write one part file atomically: temporary file, fsync, rename.
+
+    Args:
+      out: the store's directory (created if missing).
+      name: the part's file name (see :func:`new_part_name`).
+      rows: a column of values for each of :data:`SCHEMA`'s names.
+
+    Returns:
+      The path of the finished part.
+    """
+    directory = _directory(out, create=True)
+    if not name.endswith(PART_SUFFIX) or name.startswith((".", "_")) or "/" in name:
+        raise ValueError(f"part name {name!r} must be a plain '*{PART_SUFFIX}' file name")
+    missing = sorted(set(SCHEMA.names) - set(rows))
+    if missing:
+        raise ValueError(f"part rows lack column(s) {', '.join(missing)}")
+    table = pa.table({column: rows[column] for column in SCHEMA.names}, schema=SCHEMA)
+    final = directory / name
+    # Hidden and not '*.parquet': invisible to readers and globs until renamed.
+    temporary = directory / f".{name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(temporary, "wb") as sink:
+            pq.write_table(table, sink)
+            sink.flush()
+            # On disk before the rename, so a power cut cannot leave a renamed empty part.
+            os.fsync(sink.fileno())
+        os.replace(temporary, final)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return final
