@@ -21,10 +21,13 @@ ALL = proxies.names()
 # One proxy per distinct computation (the SNR modes differ only in pure post-processing,
 # covered by test_aggregate): the checks that compile each proxy separately use these.
 CORE = proxies.CLASSIC + ("nwot", "lnwot", "snip_snr", "synflow_snr", "grasp_snr", "tcet_snip",
-                          "tcet_synflow", "zen", "zico")
+                          "tcet_synflow", "zen", "zico", "epe_nas", "ntk", "linear_regions")
 # GraSP's saliencies are second-order and cancel in the sum: float32 round-off differs
 # between two XLA fusions of the same computation by ~1e-4 there (alethiometer's own
 # float32 and float64 runs differ as much).
+# Counts bounded by the batch size (distinct activation patterns): another key may well
+# give the same count, so only "same key -> same value" applies.
+SATURATING = ("linear_regions",)
 ROUND_OFF = {name: 1e-3 for name in ALL if "grasp" in name}
 DECOMPOSABLE = ("grad_norm", "snip", "grasp", "fisher", "synflow", "plain", "l2_norm")
 
@@ -106,7 +109,7 @@ def test_same_key_same_value_other_key_other_value(scorer, scored, tiny_batch, n
     other = scorer(genotype, tiny_batch, jax.random.key(1))[name].score
     if name in ("params", "flops"):
         assert other == again
-    else:
+    elif name not in SATURATING:
         assert other != again
 
 

@@ -151,7 +151,7 @@ def score_space(
     workers = _positive_int("workers", workers)
     if not isinstance(dataset, str) or not dataset:
         raise ValueError(f"dataset must be a non-empty name, got {dataset!r}")
-    config, options, settings = _settings(space_module, scorer_options)
+    config, options, settings = run_settings(space_module, scorer_options)
     images, labels = data.validate_batch(batch, image_size=config.image_size,
                                          num_classes=config.num_classes)
     images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int32)
@@ -239,8 +239,12 @@ def _key_and_seed(key, seed) -> tuple[jax.Array, int]:
     return key, int(seed)
 
 
-def _settings(space_module, scorer_options: dict[str, Any]):
-    """(network config, proxy options, canonical JSON of both)."""
+def run_settings(space_module, scorer_options: dict[str, Any]):
+    """(network config, proxy options, canonical JSON of both): the store's ``settings``.
+
+    Other writers of the store (e.g. bench/gpu_check.py) use it so their rows resume and
+    correlate like score_space's own.
+    """
     options = dict(scorer_options)
     if "per_layer" in options:
         raise ValueError("score_space stores one score per proxy; per_layer is not supported")

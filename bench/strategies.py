@@ -1,0 +1,32 @@
+"""Scoring strategies the benchmarks compare with zcjax's compiled-once supernet.
+
+The compiled-once scorer itself is :func:`zcjax.make_scorer`; vmap over genotypes is
+``jax.vmap(scorer.compiled, in_axes=(0, None, None, None))``. What zcjax does not ship is
+the per-architecture path: the space's reference module (Python control flow on a static
+genotype) under one jit per architecture, built here.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from zcjax.proxies import base, registry
+from zcjax.spaces import nb201
+
+
+def per_architecture_scorer(proxies, *, config=nb201.Config(), **options):
+    """``scorer(genotype_tuple, images, labels, key) -> {proxy: score}``, jitted with the
+    genotype static: every new architecture compiles anew (call inside x64 scope)."""
+    network = nb201.reference_network(config)
+    resolved = registry.resolve(proxies)
+    static = base.Options(**options)
+
+    def score(genotype, images, labels, key):
+        variables = network.init(jax.random.fold_in(key, 0), images[:1])
+        inputs = base.ProxyInputs(network, variables, jnp.asarray(np.asarray(genotype)),
+                                  images, labels, jax.random.fold_in(key, 1), static)
+        return {name: out.score for name, out in registry.run(resolved, inputs).items()}
+
+    return jax.jit(score, static_argnums=0)
