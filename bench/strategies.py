@@ -9,7 +9,6 @@ genotype) under one jit per architecture, built here.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from zcjax.proxies import base, registry
@@ -18,15 +17,25 @@ from zcjax.spaces import nb201
 
 def per_architecture_scorer(proxies, *, config=nb201.Config(), **options):
     """``scorer(genotype_tuple, images, labels, key) -> {proxy: score}``, jitted with the
-    genotype static: every new architecture compiles anew (call inside x64 scope)."""
+    genotype static: every new architecture compiles anew (call inside x64 scope).
+
+    The parameters are the compiled network's initialisation for the key (the two modules
+    share one parameter tree), initialised outside the per-architecture program.
+    """
+    init = jax.jit(nb201.network(config).init)
     network = nb201.reference_network(config)
     resolved = registry.resolve(proxies)
     static = base.Options(**options)
 
-    def score(genotype, images, labels, key):
-        variables = network.init(jax.random.fold_in(key, 0), images[:1])
-        inputs = base.ProxyInputs(network, variables, jnp.asarray(np.asarray(genotype)),
+    def score(genotype, variables, images, labels, key):
+        inputs = base.ProxyInputs(network, variables, np.asarray(genotype, np.int32),
                                   images, labels, jax.random.fold_in(key, 1), static)
         return {name: out.score for name, out in registry.run(resolved, inputs).items()}
 
-    return jax.jit(score, static_argnums=0)
+    jitted = jax.jit(score, static_argnums=0)
+
+    def scorer(genotype, images, labels, key):
+        variables = init(jax.random.fold_in(key, 0), images[:1])
+        return jitted(tuple(genotype), variables, images, labels, key)
+
+    return scorer

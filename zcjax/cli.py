@@ -93,8 +93,9 @@ def _add_score_space_parser(commands) -> None:
     score_space.add_argument("--batch-size", type=int, default=64)
     score_space.add_argument("--chunk", type=int, default=100,
                              help="architectures per part file (default: 100)")
-    score_space.add_argument("--out", required=True, metavar="DIR",
-                             help="results store: a directory of Parquet part files")
+    score_space.add_argument("--out", metavar="DIR",
+                             help="results store: a directory of Parquet part files "
+                             "(default: runs/SPACE-DATA)")
     score_space.add_argument("--workers", type=int, default=1,
                              help="worker processes on a CPU, e.g. one per core (default: 1)")
     score_space.add_argument("--cache-dir", default=None, metavar="DIR",
@@ -174,7 +175,8 @@ def _score_space(args) -> int:
         archs = space.sample(key, args.n)
     batch = data.sample_batch(args.data, args.batch_size, key=key)
     summary = bulk.score_space(
-        args.space, args.proxies, batch, key=args.seed, out=args.out, archs=archs,
+        args.space, args.proxies, batch, key=args.seed,
+        out=args.out or f"runs/{args.space}-{args.data}", archs=archs,
         dataset=args.data, batch_id=f"{args.data}-batch{args.batch_size}-seed{args.seed}",
         chunk=args.chunk, workers=args.workers, cache_dir=args.cache_dir,
         progress=args.progress, num_classes=info.num_classes, image_size=info.image_size)

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from zcjax import metrics
+from zcjax import metrics, store
 from zcjax.benchmarks import Benchmark, load_benchmark
 
 __all__ = ["correlate", "load_results", "partial_correlations", "plot_rank_scatter"]
@@ -59,7 +59,10 @@ def load_results(results: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
         path = Path(results).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"results not found: {path}")
-        frame, source = pd.read_parquet(path), str(path)
+        # A store folder through the store (its part files only: other files beside them,
+        # e.g. a run's timings, are not results); a single file as Parquet.
+        frame = store.read_results(path) if path.is_dir() else pd.read_parquet(path)
+        source = str(path)
     missing = [c for c in _REQUIRED if c not in frame.columns]
     if missing:
         raise ValueError(f"{source}: missing column(s) {', '.join(missing)}; results need "

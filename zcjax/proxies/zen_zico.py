@@ -66,7 +66,7 @@ def zen(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
                                               layer_outputs(network, collections["intermediates"]))
                     if layer.batch_norm]
         return (get_path(collections["features"], ("pre_gap",))[0],
-                layer_bn + sown_values(collections["features"]["bn_input"]))
+                layer_bn + sown_values(collections["features"].get("bn_input", {})))
 
     (f_x, bn_x), (f_mixed, bn_mixed) = features(x), features(mixed)
     distance = jnp.mean(jnp.sum(jnp.abs(f_x - f_mixed), axis=(1, 2, 3)))
