@@ -265,12 +265,12 @@ def main(argv=None) -> int:
     phases = report.setdefault("scoring", {})
     try:  # 1. T-CET(SNIP) compiled once, then the whole space with it
         timings["tcet_snip"] = measure("tcet_snip", ("tcet_snip",), cifar10, batch, key,
-                                       deadline=begin + 0.15 * budget, widths=())
+                                       deadline=begin + 0.12 * budget, widths=())
         save()
         space = nb201.all_genotypes()[:64] if args.smoke else nb201.all_genotypes()
         phases["full-tcet_snip-cifar10"] = run_scoring(
             args.out, "full-tcet_snip-cifar10", "cifar10", ("tcet_snip",), cifar10, space,
-            deadline=begin + 0.35 * budget, width=0)
+            deadline=begin + 0.30 * budget, width=0)
     except Exception:  # noqa: BLE001 - keep going
         log(traceback.format_exc()[-2000:])
     save()
@@ -281,7 +281,7 @@ def main(argv=None) -> int:
             phases[f"repro-{dataset}"] = run_scoring(
                 args.out, f"repro-{dataset}", dataset, REPRODUCTION,
                 config_for(zcjax.data.DATASETS[dataset]), sample,
-                deadline=begin + (0.35 + 0.15 * number) * budget, width=0)
+                deadline=begin + (0.30 + 0.20 * number) * budget, width=0)
         except Exception:  # noqa: BLE001
             log(traceback.format_exc()[-2000:])
         save()
