@@ -17,10 +17,10 @@ N = 5.
 
 The genotype is DATA: an int32 array of the 6 edges' op indices in arch-string order
 (1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2). Every edge holds the parameters of every candidate
-op and ``lax.switch`` runs only the chosen one, so one compilation serves all 15625
-architectures (:func:`network`). :func:`reference_network` builds the plain
-per-architecture module (Python control flow, stock autodiff) that tests hold the
-compiled form against.
+op and ``lax.switch`` runs only the chosen one (:func:`zcjax.spaces.switch.switched`), so
+one compilation serves all 15625 architectures (:func:`network`). :func:`reference_network`
+builds the plain per-architecture module (Python control flow, stock autodiff) that tests
+hold the compiled form against.
 
 References:
   Dong & Yang, "NAS-Bench-201: Extending the Scope of Reproducible Neural Architecture
@@ -41,6 +41,7 @@ from flax import linen
 
 from zcjax import nn
 from zcjax.network import Layer, Network
+from zcjax.spaces.switch import switched
 
 Array = jax.Array
 
@@ -77,13 +78,35 @@ def encode(arch: str) -> np.ndarray:
     Raises:
       ValueError: naming the first malformed part.
     """
+    return encode_cell(arch, OPS, space="NB201")
+
+
+def validate_genotype(genotype) -> np.ndarray:
+    """Check a concrete int genotype; return it as int32 (6,)."""
+    return validate_cell_genotype(genotype, OPS, space="NB201")
+
+
+def decode(genotype) -> str:
+    """int genotype (6,) -> canonical arch string. Inverse of :func:`encode`."""
+    return decode_cell(genotype, OPS, space="NB201")
+
+
+# The codec of any NB201-style cell (4 nodes, 6 edges, one op per edge), shared with the
+# spaces built on the same cell (TransNAS-Bench-101 micro).
+def encode_cell(arch: str, ops: Sequence[str], *, space: str) -> np.ndarray:
+    """``"|op~0|+|op~0|op~1|+|op~0|op~1|op~2|"`` -> int32 (6,) indices into ``ops``.
+
+    Raises:
+      ValueError: naming ``space`` and the first malformed part.
+    """
     if not isinstance(arch, str):
-        raise ValueError(f"an NB201 arch must be a string, got {type(arch).__name__}")
+        raise ValueError(f"an {space} arch must be a string, got {type(arch).__name__}")
     nodes = arch.split("+")
     if len(nodes) != NUM_NODES - 1:
         raise ValueError(
-            f"malformed NB201 arch {arch!r}: expected 3 '+'-separated nodes, got {len(nodes)}"
+            f"malformed {space} arch {arch!r}: expected 3 '+'-separated nodes, got {len(nodes)}"
         )
+    op_index = {name: index for index, name in enumerate(ops)}
     genotype = []
     for node, text in enumerate(nodes, start=1):
         entries = _NODE_PATTERN.findall(text)
@@ -91,47 +114,47 @@ def encode(arch: str) -> np.ndarray:
             "".join(f"|{op}~{src}" for op, src in entries) + "|" != text
         ):
             raise ValueError(
-                f"malformed NB201 arch {arch!r}: node {node} part {text!r} is not of the form "
-                f"'|op~i|...|'"
+                f"malformed {space} arch {arch!r}: node {node} part {text!r} is not of the "
+                f"form '|op~i|...|'"
             )
         if len(entries) != node:
             raise ValueError(
-                f"malformed NB201 arch {arch!r}: node {node} part {text!r} must have {node} "
+                f"malformed {space} arch {arch!r}: node {node} part {text!r} must have {node} "
                 f"inputs, got {len(entries)}"
             )
         for expected_source, (op, source) in enumerate(entries):
-            if op not in OP_INDEX:
+            if op not in op_index:
                 raise ValueError(
-                    f"malformed NB201 arch {arch!r}: unknown op {op!r} in node {node}; "
-                    f"valid ops: {', '.join(OPS)}"
+                    f"malformed {space} arch {arch!r}: unknown op {op!r} in node {node}; "
+                    f"valid ops: {', '.join(ops)}"
                 )
             if int(source) != expected_source or source != str(expected_source):
                 raise ValueError(
-                    f"malformed NB201 arch {arch!r}: node {node} input {expected_source} "
+                    f"malformed {space} arch {arch!r}: node {node} input {expected_source} "
                     f"is written '~{source}'"
                 )
-            genotype.append(OP_INDEX[op])
+            genotype.append(op_index[op])
     return np.asarray(genotype, np.int32)
 
 
-def validate_genotype(genotype) -> np.ndarray:
-    """Check a concrete int genotype; return it as int32 (6,)."""
+def validate_cell_genotype(genotype, ops: Sequence[str], *, space: str) -> np.ndarray:
+    """Check a concrete int genotype of an NB201-style cell; return it as int32 (6,)."""
     array = np.asarray(genotype)
     if array.shape != (NUM_EDGES,):
-        raise ValueError(f"an NB201 genotype has shape ({NUM_EDGES},), got {array.shape}")
+        raise ValueError(f"an {space} genotype has shape ({NUM_EDGES},), got {array.shape}")
     if not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"an NB201 genotype must be integers, got dtype {array.dtype}")
-    if array.min() < 0 or array.max() >= len(OPS):
-        raise ValueError(f"NB201 op indices are 0..{len(OPS) - 1}, got {array.tolist()}")
+        raise ValueError(f"an {space} genotype must be integers, got dtype {array.dtype}")
+    if array.min() < 0 or array.max() >= len(ops):
+        raise ValueError(f"{space} op indices are 0..{len(ops) - 1}, got {array.tolist()}")
     return array.astype(np.int32)
 
 
-def decode(genotype) -> str:
-    """int genotype (6,) -> canonical arch string. Inverse of :func:`encode`."""
-    ops = [OPS[op] for op in validate_genotype(genotype)]
+def decode_cell(genotype, ops: Sequence[str], *, space: str) -> str:
+    """int genotype (6,) -> canonical arch string. Inverse of :func:`encode_cell`."""
+    names = [ops[op] for op in validate_cell_genotype(genotype, ops, space=space)]
     parts, edge = [], 0
     for node in range(1, NUM_NODES):
-        parts.append("|" + "|".join(f"{ops[edge + i]}~{i}" for i in range(node)) + "|")
+        parts.append("|" + "|".join(f"{names[edge + i]}~{i}" for i in range(node)) + "|")
         edge += node
     return "+".join(parts)
 
@@ -220,10 +243,10 @@ def flops(arch, config: Config = Config()) -> int:
 
 
 # ---------------------------------------------------------------------------
-# The candidate ops as pure functions, and the compiled mixed edge
+# The candidate ops as pure functions (switched per edge: zcjax.spaces.switch)
 # ---------------------------------------------------------------------------
-def _op_functions(bn: nn.BatchNormMode, conv):
-    """The 5 candidate ops as ``(params, x, eps) -> (y, conv_output)``.
+def op_functions(bn: nn.BatchNormMode, conv):
+    """The candidate ops, in :data:`OPS` order, as ``(params, x, eps) -> (y, conv_output)``.
 
     ``eps`` is the zero perturbation added to the conv output (its gradient is the
     gradient w.r.t. that output); ops without a conv return a zero conv output.
@@ -250,68 +273,15 @@ def _op_functions(bn: nn.BatchNormMode, conv):
     return (none, skip, conv_op("conv1x1", "bn1x1"), conv_op("conv3x3", "bn3x3"), pool)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _switched_edge(bn, op, params, x, eps):
-    return jax.lax.switch(op, _op_functions(bn, nn.conv2d), params, x, eps)
-
-
-def _switched_edge_fwd(bn, op, params, x, eps):
-    # Save only the edge input: differentiating lax.switch directly would keep zero-filled
-    # residuals of every branch not taken (946 MB at batch 64, see DESIGN.md).
-    return _switched_edge(bn, op, params, x, eps), (op, params, x, eps)
-
-
-def _switched_edge_bwd(bn, residuals, cotangents):
-    op, params, x, eps = residuals
-    return (None,) + _switched_edge_pullback(bn, op, params, x, eps, cotangents)
-
-
-def _pullbacks(bn):
-    """Per op: recompute the op's forward and pull ``cotangents`` back through it."""
-
-    def pullback(function):
-        return lambda params, x, eps, cotangents: jax.vjp(function, params, x, eps)[1](cotangents)
-
-    return [pullback(f) for f in _op_functions(bn, nn.conv2d)]
-
-
-# The pullback gets the same treatment one order up (save inputs, recompute the chosen
-# branch), so GraSP's reverse-over-reverse keeps no residuals of branches not taken.
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _switched_edge_pullback(bn, op, params, x, eps, cotangents):
-    return jax.lax.switch(op, _pullbacks(bn), params, x, eps, cotangents)
-
-
-def _switched_edge_pullback_fwd(bn, op, params, x, eps, cotangents):
-    outputs = _switched_edge_pullback(bn, op, params, x, eps, cotangents)
-    return outputs, (op, params, x, eps, cotangents)
-
-
-def _switched_edge_pullback_bwd(bn, residuals, second_cotangents):
-    op, params, x, eps, cotangents = residuals
-
-    def second_order(pullback):
-        def pull(params, x, eps, cotangents, second_cotangents):
-            return jax.vjp(pullback, params, x, eps, cotangents)[1](second_cotangents)
-
-        return pull
-
-    branches = [second_order(p) for p in _pullbacks(bn)]
-    return (None,) + jax.lax.switch(op, branches, params, x, eps, cotangents, second_cotangents)
-
-
-_switched_edge_pullback.defvjp(_switched_edge_pullback_fwd, _switched_edge_pullback_bwd)
-_switched_edge.defvjp(_switched_edge_fwd, _switched_edge_bwd)
-
-
 # ---------------------------------------------------------------------------
 # Flax modules
 # ---------------------------------------------------------------------------
 class EdgeParams(linen.Module):
-    """The parameters of every candidate op of one edge, stacked over a stage's cells."""
+    """The parameters of every candidate op of one edge, stacked over a stage's cells
+    (``cells=None``: one unstacked set)."""
 
     channels: int
-    cells: int
+    cells: int | None
 
     @linen.compact
     def __call__(self):
@@ -329,42 +299,45 @@ class EdgeParams(linen.Module):
 EDGE_NAMES = tuple(f"edge_{target}_{source}" for target, source in EDGES)
 
 
-def _cell(edge, params, x, genotype, eps):
+def cell_forward(edges, params, x, genotype, eps):
     """One cell as a pure function.
 
     Args:
-      edge: ``edge(op, edge_params, x, eps) -> (y, conv_output)``.
+      edges: per edge (arch-string order), ``edge(op, edge_params, x, eps) -> (y, taps)``.
       params: ``{edge name: edge params}`` of this cell.
       x: the cell input (node 0).
       genotype: the 6 ops (traced ints or Python ints).
-      eps: (6, *x.shape) zero perturbations of the edges' conv outputs.
+      eps: per edge, the zero perturbations of that edge's taps (indexable by edge).
 
     Returns:
-      The output (node 3), the edges' conv outputs (6, *x.shape) and nodes 0-2
-      (3, *x.shape), which the ReLUs of conv ops read.
+      The output (node 3), the edges' taps (a list of 6; NB201's: the conv output) and
+      nodes 0-2 (a list of 3), which the ReLUs of conv ops read.
     """
-    nodes, conv_outputs = [x], []
+    nodes, taps = [x], []
     for index, (target, source) in enumerate(EDGES):
-        y, conv_output = edge(genotype[index], params[EDGE_NAMES[index]], nodes[source], eps[index])
-        conv_outputs.append(conv_output)
+        y, edge_taps = edges[index](genotype[index], params[EDGE_NAMES[index]], nodes[source],
+                                    eps[index])
+        taps.append(edge_taps)
         if len(nodes) == target:  # the first edge into this node
             nodes.append(y)
         else:
             nodes[target] = nodes[target] + y
-    return nodes[-1], jnp.stack(conv_outputs), jnp.stack(nodes[:-1])
+    return nodes[-1], taps, nodes[:-1]
 
 
 class CellStack(linen.Module):
     """The cells of one stage: ``lax.scan`` over cells (compiled) or a Python loop.
 
     Scanning keeps one cell body in the compiled program instead of five, which cuts XLA
-    compile time about fivefold; parameters are stacked on a leading cell axis.
+    compile time about fivefold; parameters are stacked on a leading cell axis. The
+    candidate ops are ``OPS[:num_ops]`` (TransNAS-Bench-101 micro has NB201's first four).
     """
 
     channels: int
     cells: int
     bn: nn.BatchNormMode = "batch"
     compiled: bool = True
+    num_ops: int = len(OPS)
 
     @linen.compact
     def __call__(self, x: Array, genotype) -> Array:
@@ -372,26 +345,28 @@ class CellStack(linen.Module):
         params = jax.tree.map(lambda p: p.astype(x.dtype), params)
         eps = self.perturb("conv_out", jnp.zeros((self.cells, NUM_EDGES) + x.shape, x.dtype))
         if self.compiled:
-            edge = functools.partial(_switched_edge, self.bn)
+            ops = op_functions(self.bn, nn.conv2d)[:self.num_ops]
+            edges = [functools.partial(switched, ops)] * NUM_EDGES
 
             def step(carry, per_cell):
-                y, conv_outputs, nodes = _cell(edge, per_cell[0], carry, genotype, per_cell[1])
-                return y, (conv_outputs, nodes)
+                y, conv_outputs, nodes = cell_forward(edges, per_cell[0], carry, genotype,
+                                                      per_cell[1])
+                return y, (jnp.stack(conv_outputs), jnp.stack(nodes))
 
             x, (conv_outputs, nodes) = jax.lax.scan(step, x, (params, eps))
         else:
-            ops = _op_functions(self.bn, nn.conv2d_reference)
-            edge = lambda op, p, h, e: ops[op](p, h, e)  # noqa: E731
+            ops = op_functions(self.bn, nn.conv2d_reference)[:self.num_ops]
+            edges = [lambda op, p, h, e: ops[op](p, h, e)] * NUM_EDGES
             per_cell = []
             for cell in range(self.cells):
                 cell_params = jax.tree.map(lambda p: p[cell], params)
-                x, *taps = _cell(edge, cell_params, x, genotype, eps[cell])
-                per_cell.append(taps)
+                x, *taps = cell_forward(edges, cell_params, x, genotype, eps[cell])
+                per_cell.append([jnp.stack(t) for t in taps])
             conv_outputs, nodes = (jnp.stack(t) for t in zip(*per_cell))
         self.sow("intermediates", "conv_out", conv_outputs)
         # Each conv op on an edge leaving node i has its own ReLU reading node i.
         readers = jnp.stack([
-            sum(_is_conv(genotype[e]) for e, (_, s) in enumerate(EDGES) if s == source)
+            sum(is_conv(genotype[e]) for e, (_, s) in enumerate(EDGES) if s == source)
             for source in range(NUM_NODES - 1)
         ])
         readers = jnp.broadcast_to(readers, (self.cells, NUM_NODES - 1))
@@ -400,7 +375,8 @@ class CellStack(linen.Module):
         return x
 
 
-def _is_conv(op):
+def is_conv(op):
+    """1 where ``op`` is nor_conv_1x1 or nor_conv_3x3 (traced or concrete), else 0."""
     return jnp.asarray((op == OP_INDEX["nor_conv_1x1"]) | (op == OP_INDEX["nor_conv_3x3"]),
                        jnp.int32)
 

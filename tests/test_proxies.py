@@ -13,7 +13,7 @@ import zcjax
 from conftest import ARCHS, CONNECTED_ARCHS, SMALL, TINY
 from zcjax import proxies
 from zcjax.network import layer_weights
-from zcjax.proxies.base import Options, ProxyInputs
+from zcjax.proxies.base import ProxyInputs
 from zcjax.proxies.naswot import binary_code_kernel, safe_logdet
 from zcjax.spaces import nb201
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -23,7 +23,8 @@ from zcjax.network import Network
 from zcjax.proxies import registry
 from zcjax.proxies.base import Options, ProxyInputs, ProxyOutput
 
-SPACES = {"nb201": "zcjax.spaces.nb201"}
+SPACES = {"nb201": "zcjax.spaces.nb201", "nb101": "zcjax.spaces.nb101",
+          "tnb101_micro": "zcjax.spaces.tnb101_micro", "darts": "zcjax.spaces.darts"}
 _INIT_STREAM, _NOISE_STREAM = 0, 1  # fold_in streams of the user's key
 
 
@@ -54,12 +55,17 @@ class Scorer:
       compiled: the jitted ``(genotype, images, labels, key) -> outputs`` itself (no input
         checks; must be called inside ``jax.enable_x64(True)``). Its cache holds one entry
         per (batch shape, dtype): genotypes are data, not structure.
+      for_genotype: for spaces whose shapes vary between architectures (those with a
+        ``signature(genotype, config)``, e.g. NB101): ``genotype -> Scorer`` of its shape
+        signature (built once per signature and cached); ``network`` and ``compiled`` are
+        then None and calls dispatch through it.
     """
 
-    network: Network
+    network: Network | None
     proxies: tuple[str, ...]
     space: ModuleType
     compiled: Any
+    for_genotype: Callable[[np.ndarray], Scorer] | None = None
 
     def __call__(self, genotype, batch, key: jax.Array | None = None):
         """Score one architecture.
@@ -73,6 +79,8 @@ class Scorer:
             raise TypeError("make_scorer's scorer takes an int genotype; encode the arch "
                             f"string first ({self.space.__name__}.encode) or use zcjax.score")
         genotype = self.space.check_arch(genotype)
+        if self.for_genotype is not None:
+            return self.for_genotype(genotype)(genotype, batch, key)
         images, labels = data.validate_batch(batch, image_size=self.network.image_size,
                                              num_classes=self.network.num_classes)
         key = jax.random.key(0) if key is None else key
@@ -115,21 +123,29 @@ def make_scorer(
         config = dataclasses.replace(config, num_classes=int(num_classes))
     if image_size is not None:
         config = dataclasses.replace(config, image_size=int(image_size))
-    network = space_module.network(config)
     resolved = registry.resolve(proxies)
+    names = tuple(p.name for p in resolved)
     static = _options(**options)
 
-    def score_architecture(genotype, images, labels, key):
-        variables = network.init(jax.random.fold_in(key, _INIT_STREAM), images[:1])
-        inputs = ProxyInputs(network, variables, genotype, images, labels,
-                             jax.random.fold_in(key, _NOISE_STREAM), static)
-        outputs: Mapping[str, ProxyOutput] = registry.run(resolved, inputs)
-        if per_layer:
-            return dict(outputs)
-        return {name: output.score for name, output in outputs.items()}
+    def build(network: Network) -> Scorer:
+        def score_architecture(genotype, images, labels, key):
+            variables = network.init(jax.random.fold_in(key, _INIT_STREAM), images[:1])
+            inputs = ProxyInputs(network, variables, genotype, images, labels,
+                                 jax.random.fold_in(key, _NOISE_STREAM), static)
+            outputs: Mapping[str, ProxyOutput] = registry.run(resolved, inputs)
+            if per_layer:
+                return dict(outputs)
+            return {name: output.score for name, output in outputs.items()}
 
-    return Scorer(network, tuple(p.name for p in resolved), space_module,
-                  jax.jit(score_architecture))
+        return Scorer(network, names, space_module, jax.jit(score_architecture))
+
+    if not hasattr(space_module, "signature"):
+        return build(space_module.network(config))
+    # Shapes vary between architectures (NB101): one compiled scorer per shape signature.
+    per_signature = functools.lru_cache(maxsize=None)(
+        lambda signature: build(space_module.network(config, signature)))
+    return Scorer(None, names, space_module, None,
+                  lambda genotype: per_signature(space_module.signature(genotype, config)))
 
 
 @functools.lru_cache(maxsize=32)
