@@ -780,11 +780,8 @@ def _make_network(config: Config, *, compiled: bool) -> Network:
         else:
             genotype = tuple(tuple(tuple(int(v) for v in pair) for pair in cell)
                              for cell in validate_genotype(genotype))
-        module = DartsNetwork(config, bn, compiled)
-        if not capture:
-            return module.apply(variables, images, genotype)
-        return module.apply(variables, images, genotype,
-                            mutable=["intermediates", "relu", "features"])
+        return nb201.apply_module(DartsNetwork(config, bn, compiled), variables, images,
+                                  genotype, capture)
 
     def active(genotype):
         genotype = jnp.asarray(genotype, jnp.int32)

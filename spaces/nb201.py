@@ -537,28 +537,40 @@ def _make_network(config: Config, *, compiled: bool) -> Network:
             genotype = jnp.asarray(genotype, jnp.int32)
         else:
             genotype = tuple(int(op) for op in validate_genotype(genotype))
-        module = NB201Network(config, bn, reduction_bn, compiled)
-        if not capture:
-            return module.apply(variables, images, genotype)
-        return module.apply(variables, images, genotype,
-                            mutable=["intermediates", "relu", "features"])
-
-    def active(genotype):
-        genotype = jnp.asarray(genotype, jnp.int32)
-        selected = genotype[np.maximum(layer_edges, 0)] == layer_ops
-        return jnp.where(layer_edges < 0, True, selected)
+        return apply_module(NB201Network(config, bn, reduction_bn, compiled), variables,
+                            images, genotype, capture)
 
     return Network(
         space="nb201",
         layers=layers,
         init=init,
         apply=apply,
-        active=active,
+        active=edge_layers_active(layer_edges, layer_ops),
         param_count=functools.partial(param_count, config=config),
         flops=functools.partial(flops, config=config),
         num_classes=config.num_classes,
         image_size=config.image_size,
     )
+
+
+def apply_module(module, variables, images, genotype, capture: bool):
+    """``module.apply``, with the tap collections returned when ``capture``."""
+    if not capture:
+        return module.apply(variables, images, genotype)
+    return module.apply(variables, images, genotype,
+                        mutable=["intermediates", "relu", "features"])
+
+
+def edge_layers_active(layer_edges: np.ndarray, layer_ops: np.ndarray):
+    """``active(genotype)`` of a layer table whose layer l sits on edge ``layer_edges[l]``
+    as op ``layer_ops[l]`` (edge -1: a layer every architecture uses)."""
+
+    def active(genotype):
+        genotype = jnp.asarray(genotype, jnp.int32)
+        selected = genotype[np.maximum(layer_edges, 0)] == layer_ops
+        return jnp.where(layer_edges < 0, True, selected)
+
+    return active
 
 
 def check_arch(arch_or_genotype) -> np.ndarray:

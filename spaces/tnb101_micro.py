@@ -569,23 +569,15 @@ def _make_network(config: Config, *, compiled: bool) -> Network:
             genotype = jnp.asarray(genotype, jnp.int32)
         else:
             genotype = tuple(int(op) for op in validate_genotype(genotype))
-        module = TNB101MicroNetwork(config, bn, compiled)
-        if not capture:
-            return module.apply(variables, images, genotype)
-        return module.apply(variables, images, genotype,
-                            mutable=["intermediates", "relu", "features"])
-
-    def active(genotype):
-        genotype = jnp.asarray(genotype, jnp.int32)
-        selected = genotype[np.maximum(layer_edges, 0)] == layer_ops
-        return jnp.where(layer_edges < 0, True, selected)
+        return nb201.apply_module(TNB101MicroNetwork(config, bn, compiled), variables,
+                                  images, genotype, capture)
 
     return Network(
         space="tnb101_micro",
         layers=layers,
         init=init,
         apply=apply,
-        active=active,
+        active=nb201.edge_layers_active(layer_edges, layer_ops),
         param_count=functools.partial(param_count, config=config),
         flops=functools.partial(flops, config=config),
         num_classes=config.num_classes,

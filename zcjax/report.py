@@ -35,12 +35,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from zcjax import metrics, store
+from zcjax import metrics
 from zcjax.benchmarks import Benchmark, load_benchmark
 
 __all__ = ["correlate", "load_results", "partial_correlations", "plot_rank_scatter"]
 
 _REQUIRED = ("arch", "proxy", "value")
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet file, or a folder's ``*.parquet`` files (a results store's finished parts;
+    temporary parts and other files beside them, e.g. a run's timings, are not results)."""
+    if not path.is_dir():
+        return pd.read_parquet(path)
+    parts = sorted(p for p in path.glob("*.parquet") if not p.name.startswith((".", "_")))
+    if not parts:
+        raise ValueError(f"{path}: no *.parquet files")
+    return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
 
 
 def load_results(results: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
@@ -59,10 +70,7 @@ def load_results(results: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
         path = Path(results).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"results not found: {path}")
-        # A store folder through the store (its part files only: other files beside them,
-        # e.g. a run's timings, are not results); a single file as Parquet.
-        frame = store.read_results(path) if path.is_dir() else pd.read_parquet(path)
-        source = str(path)
+        frame, source = _read_parquet(path), str(path)
     missing = [c for c in _REQUIRED if c not in frame.columns]
     if missing:
         raise ValueError(f"{source}: missing column(s) {', '.join(missing)}; results need "

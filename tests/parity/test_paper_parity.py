@@ -82,6 +82,7 @@ def tolerance(name: str) -> float:
 # The float64 run: every proxy whose float32 value carries round-off beyond the kernels.
 FLOAT64_PROXIES = tuple(f"snip_snr{s}" for s in MODES.values()) + ("zen", "zico", "ntk")
 FLOAT64_TOLERANCE = 1e-9
+FLOAT64_ARCHS = 13
 # alethiometer passes the NTK condition number through np.nan_to_num (NaN -> 0, inf -> the
 # largest float) before negating it; zcjax keeps non-finite values. Compared through the
 # same map; test_ntk_keeps_what_the_reference_maps checks the raw values.
@@ -330,8 +331,10 @@ def test_ntk_keeps_what_the_reference_maps(comparisons):
 
 @pytest.fixture(scope="module")
 def float64_comparisons(variables, small_batch):
+    # The first 13 (every op and the degenerate cells) keep the default run short;
+    # the float32 comparisons above cover all 21.
     return [Comparison(FLOAT64_PROXIES, variables, arch, small_batch, jax.random.key(0),
-                       float64=True) for arch in ARCHS]
+                       float64=True) for arch in ARCHS[:FLOAT64_ARCHS]]
 
 
 def test_float64_exact(float64_comparisons):
@@ -348,7 +351,7 @@ def test_zico_float32_as_accurate_as_the_reference(comparisons, float64_comparis
     reference) value than the float32 reference is, plus 1e-4 relative (the float64
     comparison above is exact to 1e-9)."""
     worst, worst_reference, worst_ours = 0.0, 0.0, 0.0
-    for c32, c64 in zip(comparisons, float64_comparisons):
+    for c32, c64 in zip(comparisons[:FLOAT64_ARCHS], float64_comparisons):
         ours, ref32 = c32.zcjax["zico"][0], c32.reference["zico"][0]
         exact = c64.reference["zico"][0]
         worst = max(worst, relative_error(ours, ref32))
