@@ -76,7 +76,7 @@ def table(out: Path, benchmark_path: str, n: int) -> str:
     for dataset in DATASETS:
         report = zcjax.correlate(results[results["dataset"] == dataset], benchmark, dataset,
                                  proxies=PROXIES)
-        columns[dataset] = report.set_index("proxy")
+        columns[dataset] = report if report.index.name == "proxy" else report.set_index("proxy")
     lines = ["| proxy | " + " | ".join(f"{d} tau (paper)" for d in DATASETS)
              + " | archs | non-finite |", "|---" * (len(DATASETS) + 3) + "|"]
     for proxy in PROXIES:
