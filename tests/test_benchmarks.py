@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from conftest import shared_file
 
+import zcjax
 from zcjax import benchmarks
-from zcjax.spaces import nb201
+from zcjax.spaces import darts, nb101, nb201, tnb101_micro
 
 CSV = ("nb201", "nb201_accuracies.csv.gz")
 SUITE_ZERO = ("nb201", "naslib_zc_nasbench201_725.6639fd15.json.gz")
@@ -212,3 +213,166 @@ def test_nats_bench_api_calls(monkeypatch, tmp_path):
     assert loaded.accuracies.index[0] == ROW0
     # Mean over seeds (is_random=False), the 200-epoch schedule.
     assert {(hp, is_random) for _, _, hp, is_random in calls} == {("200", False)}
+
+
+# --- Suite-Zero files of the other spaces ------------------------------------------------------
+NB101_FILE = ("nb101", "naslib_zc_nasbench101_500.22280f71.json.gz")
+NB301_FILES = (("nb301", "naslib_zc_nasbench301_725.6639fd15.json.gz"),
+               ("nb301", "naslib_zc_nasbench301_500.22280f71.json.gz"))
+TNB_MICRO_FILE = ("tnb101", "naslib_zc_transbench101_micro.e5a821c2.json.gz")
+# (space, file, datasets, archs per dataset); the older files hold one outer {space: ...} level.
+SUITE_ZERO_FILES = [
+    ("nb101", NB101_FILE, ("cifar10",), 500),
+    ("darts", NB301_FILES[0], ("cifar10",), 725),
+    ("darts", NB301_FILES[1], ("cifar10",), 500),
+    ("tnb101_micro", TNB_MICRO_FILE, ("class_scene", "class_object", "autoencoder", "normal",
+                                      "jigsaw", "room_layout", "segmentsemantic"), 711),
+]
+
+
+def _raw_records(parts):
+    """{dataset: {key: record}} read straight from the file, outer space level removed."""
+    with gzip.open(shared_file(*parts), "rt") as file:
+        data = json.load(file)
+    (outer,) = [key for key in ("nasbench101", "nasbench301") if key in data] or [None]
+    return data[outer] if outer else data
+
+
+def _naslib_key(space, arch):
+    """Our arch string back to NASLib's key, through the space's codec (not the mapper)."""
+    module = zcjax.get_space(space)
+    genotype = module.check_arch(arch)
+    if space == "tnb101_micro":
+        return module.to_naslib(genotype)
+    return module.decode(genotype)  # nb101 / darts: NASLib's key is the canonical string
+
+
+@pytest.mark.parametrize("space,parts,datasets,count", SUITE_ZERO_FILES,
+                         ids=["nb101", "nb301-725", "nb301-500", "tnb101-micro"])
+def test_every_suite_zero_key_maps_and_round_trips(space, parts, datasets, count):
+    module = zcjax.get_space(space)
+    mapper = benchmarks.SUITE_ZERO_ARCH_KEYS[space]
+    raw = _raw_records(parts)
+    assert tuple(raw) == datasets
+    for records in raw.values():
+        archs = [mapper(key) for key in records]
+        assert len(set(archs)) == len(records) == count  # distinct keys -> distinct archs
+        for key, arch in zip(records, archs):
+            assert module.decode(module.encode(arch)) == arch  # canonical
+            assert _naslib_key(space, arch) == key  # and back to the very key
+    loaded = benchmarks.load_benchmark(shared_file(*parts))  # space from the file name
+    assert loaded.datasets == tuple(d.lower() for d in datasets)
+    assert loaded.accuracies.notna().sum().tolist() == [count] * len(datasets)
+    first_key, first = next(iter(raw[datasets[0]].items()))
+    assert loaded.accuracies.loc[mapper(first_key), datasets[0]] == first["val_accuracy"]
+
+
+def _params(loaded, dataset):
+    rows = loaded.scores.query("dataset == @dataset and proxy == 'params'")
+    return dict(zip(rows["arch"], rows["value"]))
+
+
+def test_nb101_params_equal_param_count_for_all_500():
+    params = _params(benchmarks.load_benchmark(shared_file(*NB101_FILE)), "cifar10")
+    assert len(params) == 500
+    for arch, millions in params.items():
+        assert nb101.param_count(arch) == round(millions * 1e6), arch
+
+
+@pytest.mark.parametrize("parts", NB301_FILES, ids=["725", "500"])
+def test_nb301_params_equal_naslib_zero_cost_param_count(parts):
+    loaded = benchmarks.load_benchmark(shared_file(*parts))
+    params = _params(loaded, "cifar10")
+    assert len(params) == len(loaded.accuracies)
+    for arch, millions in params.items():
+        assert darts.param_count(arch, darts.NASLIB_ZERO_COST) == round(millions * 1e6), arch
+    # DARTS' own evaluation graph (affine BatchNorms in the ops) differs: the config matters.
+    arch = next(iter(params))
+    assert darts.param_count(arch) != round(params[arch] * 1e6)
+
+
+@pytest.mark.parametrize("task", ["class_scene", "class_object"])
+def test_tnb101_micro_params_equal_param_count_for_all_711(task):
+    params = _params(benchmarks.load_benchmark(shared_file(*TNB_MICRO_FILE)), task)
+    config = tnb101_micro.Config(num_classes=tnb101_micro.TASK_CLASSES[task])
+    assert len(params) == 711
+    for arch, millions in params.items():
+        assert tnb101_micro.param_count(arch, config) == round(millions * 1e6), arch
+
+
+def test_older_suite_zero_layout_bare_numbers(tmp_path):
+    path = tmp_path / "zc_nasbench101.json.gz"
+    key = nb101.decode(nb101.from_spec([[0, 1, 0], [0, 0, 1], [0, 0, 0]],
+                                       ["input", "conv3x3-bn-relu", "output"]))
+    _write_json(path, {"nasbench101": {"cifar10": {key: {
+        "val_accuracy": 90.5, "snip": 3.0, "params": None, "idx": 7, "flag": True,
+        "fisher": {"score": 2.0, "time": 0.5}}}}})
+    loaded = benchmarks.load_benchmark(path)
+    arch = nb101.decode(nb101.encode(key))
+    assert loaded.accuracies.loc[arch, "cifar10"] == 90.5
+    scores = loaded.scores.set_index("proxy")
+    assert sorted(scores.index) == ["fisher", "params", "snip"]  # idx and booleans are no scores
+    assert scores.loc["snip", "value"] == 3.0 and math.isnan(scores.loc["snip", "seconds"])
+    assert math.isnan(scores.loc["params", "value"])
+    assert tuple(scores.loc["fisher", ["value", "seconds"]]) == (2.0, 0.5)
+
+
+def test_suite_zero_key_of_another_space_is_named(tmp_path):
+    path = tmp_path / "zc_nasbench101.json"
+    _write_json(path, {"cifar10": {"(1, 0, 0, 2, 1, 0)": {"val_accuracy": 1.0}}})
+    path.write_bytes(gzip.decompress(path.read_bytes()))
+    with pytest.raises(ValueError, match=r"cifar10 key '\(1, 0, 0, 2, 1, 0\)' is not an arch"):
+        benchmarks.load_benchmark(path)
+    # The same key is a TNB101-micro cell.
+    assert len(benchmarks.load_benchmark(path, space="tnb101_micro").accuracies) == 1
+
+
+@pytest.mark.parametrize("data", [{"cifar10": {"k": 1.0}}, {"cifar10": {}}, {}, [],
+                                  {"nasbench101": {"cifar10": {"k": 2}}}])
+def test_suite_zero_bad_layout(tmp_path, data):
+    path = tmp_path / "zc_nasbench101.json.gz"
+    _write_json(path, data)
+    with pytest.raises(ValueError, match="not a Suite-Zero file"):
+        benchmarks.load_benchmark(path)
+
+
+@pytest.mark.parametrize("name,space", [
+    ("zc_nasbench101.json", "nb101"), ("naslib_zc_nasbench201_725.6639fd15.json.gz", "nb201"),
+    ("ZC_NASBENCH301.json", "darts"), ("zc_transbench101_micro.json", "tnb101_micro"),
+    ("scores.json", None)])
+def test_suite_zero_space_from_file_name(name, space):
+    assert benchmarks.suite_zero_space(name) == space
+
+
+def test_tnb101_macro_has_no_space():
+    with pytest.raises(ValueError, match="no search space for NASLib's 'transbench101_macro'"):
+        benchmarks.load_benchmark(
+            shared_file("tnb101", "naslib_zc_transbench101_macro.e5a821c2.json.gz"))
+
+
+def test_new_names_resolve_through_the_benchmark_dir(monkeypatch):
+    folder = shared_file(*NB101_FILE).parents[1]
+    for variable in ("ZCJAX_NB101_SUITE_ZERO", "ZCJAX_NB301_SUITE_ZERO",
+                     "ZCJAX_TNB101_MICRO_SUITE_ZERO"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("ZCJAX_BENCHMARK_DIR", str(folder))
+    assert len(benchmarks.load_benchmark("nb101-suite-zero").accuracies) == 500
+    assert len(benchmarks.load_benchmark("nb301-suite-zero").accuracies) == 725  # not the 500
+    assert benchmarks.load_benchmark("tnb101-micro-suite-zero").accuracies.shape == (711, 7)
+    monkeypatch.setenv("ZCJAX_NB301_SUITE_ZERO", str(shared_file(*NB301_FILES[1])))
+    assert len(benchmarks.load_benchmark("nb301-suite-zero").accuracies) == 500
+
+
+def test_sample_archs():
+    loaded = benchmarks.load_benchmark(shared_file(*NB101_FILE))
+    everything = list(loaded.accuracies.index)
+    assert benchmarks.sample_archs(loaded) == everything
+    subset = benchmarks.sample_archs(loaded, 40, seed=3)
+    assert subset == benchmarks.sample_archs(loaded, 40, seed=3)
+    assert subset != benchmarks.sample_archs(loaded, 40, seed=4)
+    positions = [everything.index(arch) for arch in subset]
+    assert len(set(subset)) == 40 and positions == sorted(positions)  # the file's order
+    assert benchmarks.sample_archs(loaded, np.int64(500)) == everything
+    for n in (0, 501, 2.5):
+        with pytest.raises(ValueError, match=r"n must be in 1\.\.500"):
+            benchmarks.sample_archs(loaded, n)

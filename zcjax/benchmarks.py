@@ -8,8 +8,8 @@ compare ours with. Loaders:
 * :func:`load_nb201_csv`: the merged NAS-Bench-201 / NATS-Bench topology table (all 15625
   architectures; NATS-Bench test accuracies and the NAS-Bench-201 v1.0 columns).
 * :func:`load_suite_zero`: NAS-Bench-Suite-Zero's precomputed-proxy JSON (NASLib's
-  ``zc_<space>.json``), any space, given a function from its key to an arch string;
-  :func:`naslib_nb201_arch` is the one for NAS-Bench-201.
+  ``zc_<space>.json``), any space, given a function from its key to an arch string
+  (:data:`SUITE_ZERO_ARCH_KEYS`: NB201, NB101, NB301/DARTS, TransNAS-Bench-101 micro).
 * :func:`load_nats_bench`: the official NATS-Bench API files (optional ``nats_bench`` package).
 * :func:`load_benchmark`: any of these by name (``"nb201"``, resolved through environment
   variables) or by path. The package ships no benchmark data.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import gzip
+import importlib
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
@@ -42,11 +44,17 @@ __all__ = [
     "NATS_DATASETS",
     "NB201_CSV_COLUMNS",
     "SUITE_ZERO_ARCH_KEYS",
+    "SUITE_ZERO_FILE_SPACES",
     "load_benchmark",
     "load_nats_bench",
     "load_nb201_csv",
     "load_suite_zero",
+    "naslib_darts_arch",
+    "naslib_nb101_arch",
     "naslib_nb201_arch",
+    "naslib_tnb101_micro_arch",
+    "sample_archs",
+    "suite_zero_space",
 ]
 
 
@@ -101,6 +109,31 @@ class Benchmark:
         """
         column = self.column(dataset)
         return self.accuracies[column].dropna().rename(column)
+
+
+def sample_archs(benchmark: Benchmark, n: int | None = None, *, seed: int = 0) -> list[str]:
+    """The benchmark's architectures, or ``n`` of them drawn without replacement.
+
+    The draw is NumPy's ``default_rng(seed).choice(total, n, replace=False)``, returned in
+    the benchmark's own order, so a seed names the same subset everywhere (``zcjax
+    score-space --archs-from FILE --n N --seed S``, bench/compare_suite_zero.py).
+
+    Args:
+      benchmark: its ``accuracies`` index lists the architectures.
+      n: how many; None for all of them.
+      seed: the draw's seed.
+
+    Raises:
+      ValueError: ``n`` not in 1..number of architectures.
+    """
+    archs = list(benchmark.accuracies.index)
+    if n is None:
+        return archs
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= len(archs):
+        raise ValueError(f"n must be in 1..{len(archs)} (the architectures of benchmark "
+                         f"{benchmark.name!r}), got {n!r}")
+    chosen = np.sort(np.random.default_rng(seed).choice(len(archs), int(n), replace=False))
+    return [archs[i] for i in chosen]
 
 
 def _accuracy_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -249,10 +282,95 @@ def naslib_nb201_arch(key: str | Iterable[int]) -> str:
     return "+".join(nodes)
 
 
-# Space name -> Suite-Zero key mapper; other spaces add theirs here.
+def _space(name: str):
+    # Imported on first use: reading accuracy tables needs no JAX.
+    return importlib.import_module(f"zcjax.spaces.{name}")
+
+
+def _string_key(key, space: str) -> str:
+    if not isinstance(key, str):
+        raise ValueError(f"a NASLib {space} key is a string, got {type(key).__name__}")
+    return key
+
+
+def naslib_nb101_arch(key: str) -> str:
+    """NASLib's NAS-Bench-101 key -> :mod:`zcjax.spaces.nb101`'s canonical arch string.
+
+    The key is the Python repr of 56 ints (the row-major 7x7 adjacency matrix, then the 7
+    op codes), which is nb101's arch string itself; this validates it and normalises its
+    spacing.
+
+    Raises:
+      ValueError: not 56 ints, or not a valid NB101 cell.
+    """
+    nb101 = _space("nb101")
+    return nb101.decode(nb101.encode(_string_key(key, "NB101")))
+
+
+def naslib_darts_arch(key: str) -> str:
+    """NASLib's NAS-Bench-301 "compact" key -> :mod:`zcjax.spaces.darts`'s arch string.
+
+    The key ``"[[(input, op) x 8], [(input, op) x 8]]"`` (normal cell, reduce cell) is the
+    darts space's canonical form; this validates it and normalises its spacing.
+
+    Raises:
+      ValueError: malformed, or an input or op out of range.
+    """
+    darts = _space("darts")
+    return darts.decode(darts.encode(_string_key(key, "NB301")))
+
+
+def naslib_tnb101_micro_arch(key: str) -> str:
+    """NASLib's TransNAS-Bench-101 micro key ``"(a, b, c, d, e, f)"`` -> our arch string.
+
+    The six digits are the benchmark's op codes in :mod:`zcjax.spaces.tnb101_micro`'s edge
+    order (see :func:`zcjax.spaces.tnb101_micro.from_naslib`); the result is the NB201-style
+    string, e.g. ``"(1, 0, 0, 2, 1, 0)"`` ->
+    ``"|skip_connect~0|+|none~0|none~1|+|nor_conv_1x1~0|skip_connect~1|none~2|"``.
+
+    Raises:
+      ValueError: anything but six op codes 0-3.
+    """
+    tnb = _space("tnb101_micro")
+    return tnb.decode(tnb.from_naslib(_string_key(key, "TNB101-micro")))
+
+
+# Space name (as zcjax.get_space knows it) -> Suite-Zero key mapper.
 SUITE_ZERO_ARCH_KEYS: Mapping[str, Callable[[str], str]] = MappingProxyType(
-    {"nb201": naslib_nb201_arch}
+    {
+        "nb201": naslib_nb201_arch,
+        "nb101": naslib_nb101_arch,
+        "darts": naslib_darts_arch,
+        "tnb101_micro": naslib_tnb101_micro_arch,
+    }
 )
+# Part of NASLib's file name (zc_<name>.json) -> space; None: no zcjax space for it.
+SUITE_ZERO_FILE_SPACES: Mapping[str, str | None] = MappingProxyType(
+    {
+        "nasbench101": "nb101",
+        "nasbench201": "nb201",
+        "nasbench301": "darts",
+        "transbench101_micro": "tnb101_micro",
+        "transbench101_macro": None,
+    }
+)
+
+
+def suite_zero_space(path: str | os.PathLike) -> str | None:
+    """The search space of a Suite-Zero file from its name (``zc_nasbench101.json`` ->
+    ``"nb101"``), or None when the name says nothing.
+
+    Raises:
+      ValueError: the name is that of a space zcjax does not implement (TNB101 macro).
+    """
+    name = Path(path).name.lower()
+    for part, space in SUITE_ZERO_FILE_SPACES.items():
+        if part in name:
+            if space is None:
+                raise ValueError(f"{Path(path).name}: zcjax has no search space for NASLib's "
+                                 f"{part!r} (known: {', '.join(SUITE_ZERO_ARCH_KEYS)})")
+            return space
+    return None
 
 
 def _read_json(path: Path):
@@ -266,6 +384,50 @@ def _score(value) -> float:
     return math.nan if value is None else float(value)
 
 
+# Record fields that are neither the accuracy nor a proxy score.
+_NOT_SCORES = frozenset({"val_accuracy", "idx", "arch"})
+
+
+def _record_scores(record: dict):
+    """(proxy, score, seconds) of a record's proxy fields, in either Suite-Zero format.
+
+    The newer files store ``proxy: {"score", "time"}``, the older ones (NB101 and NB301 at
+    NASLib commit 22280f7) a bare number (no time: NaN seconds).
+    """
+    for proxy, entry in record.items():
+        if isinstance(entry, dict) and "score" in entry:
+            yield proxy, _score(entry["score"]), _score(entry.get("time"))
+        elif proxy not in _NOT_SCORES and (entry is None or (
+                isinstance(entry, (int, float)) and not isinstance(entry, bool))):
+            yield proxy, _score(entry), math.nan
+
+
+def _is_record(value) -> bool:
+    return isinstance(value, dict) and "val_accuracy" in value
+
+
+def _holds_records(value) -> bool:
+    return isinstance(value, dict) and bool(value) and all(map(_is_record, value.values()))
+
+
+def _datasets(data, path: Path) -> dict:
+    """``{dataset: {key: record}}``, unwrapping the older files' outer space level
+    (``{"nasbench101": {"cifar10": {...}}}``).
+
+    Raises:
+      ValueError: any other layout, an empty dataset, or a record without val_accuracy.
+    """
+    if isinstance(data, dict) and len(data) == 1:
+        (inner,) = data.values()
+        if isinstance(inner, dict) and inner and all(map(_holds_records, inner.values())):
+            data = inner
+    if not isinstance(data, dict) or not data or not all(map(_holds_records, data.values())):
+        raise ValueError(f"{path} is not a Suite-Zero file: expected {{dataset: {{key: "
+                         "record}}}} (optionally inside {space: ...}), every record holding "
+                         "val_accuracy")
+    return data
+
+
 def load_suite_zero(
     path: str | os.PathLike,
     arch_from_key: Callable[[str], str] = naslib_nb201_arch,
@@ -274,13 +436,15 @@ def load_suite_zero(
 ) -> Benchmark:
     """NAS-Bench-Suite-Zero's precomputed proxies and accuracies (NASLib ``zc_<space>.json``).
 
-    The file is ``{dataset: {key: {"val_accuracy": float, proxy: {"score", "time"}, ...}}}``.
-    Accuracy columns are the datasets lower-cased (``cifar10``, ``cifar100``,
-    ``imagenet16-120``; TransNAS-Bench's task names), each the record's ``val_accuracy``
-    (for NB201: one seed's validation accuracy after 200 epochs, not NATS-Bench's test
-    accuracy). Every field holding a ``{"score", "time"}`` dict (``params`` and ``flops``
-    included) becomes rows of :attr:`Benchmark.scores`; other fields (``idx``, ``arch``) are
-    ignored.
+    The file is ``{dataset: {key: {"val_accuracy": float, proxy: {"score", "time"}, ...}}}``
+    or, in NASLib's older NB101 / NB301 files, ``{space: {dataset: {key: {"val_accuracy":
+    float, proxy: float, ...}}}}``. Accuracy columns are the datasets lower-cased
+    (``cifar10``, ``cifar100``, ``imagenet16-120``; TransNAS-Bench's task names), each the
+    record's ``val_accuracy`` (NB201: one seed's validation accuracy after 200 epochs, not
+    NATS-Bench's test accuracy; NB301: the surrogate's prediction; TransNAS-Bench: the
+    task's own metric, e.g. SSIM for ``autoencoder``). Every proxy field (a ``{"score",
+    "time"}`` dict or a bare number; ``params`` and ``flops`` included, in millions) becomes
+    rows of :attr:`Benchmark.scores`; ``idx`` and ``arch`` are ignored.
 
     Args:
       path: the JSON file, plain or gzipped.
@@ -290,33 +454,33 @@ def load_suite_zero(
 
     Raises:
       FileNotFoundError: no such file.
-      ValueError: not the Suite-Zero layout, a key the mapper rejects, or two keys mapping
-        to the same arch within a dataset.
+      ValueError: not the Suite-Zero layout, a key the mapper rejects (the message names
+        the key), or two keys mapping to the same arch within a dataset.
     """
     path = _existing(path)
-    data = _read_json(path)
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise ValueError(f"{path} is not a Suite-Zero file: expected {{dataset: {{key: record}}}}")
+    data = _datasets(_read_json(path), path)
     accuracy_columns, score_rows = {}, []
     for dataset, records in data.items():
         column = dataset.lower()
         accuracy = {}
         for key, record in records.items():
-            arch = arch_from_key(key)
+            try:
+                arch = arch_from_key(key)
+            except ValueError as error:
+                raise ValueError(f"{path}: {dataset} key {key!r} is not an architecture of "
+                                 f"this space: {error}") from None
             if arch in accuracy:
                 raise ValueError(f"{path}: {dataset} has two keys for arch {arch!r}")
-            accuracy[arch] = _score(record.get("val_accuracy"))
-            for proxy, entry in record.items():
-                if isinstance(entry, dict) and "score" in entry:
-                    score_rows.append((arch, column, proxy, _score(entry["score"]),
-                                       _score(entry.get("time"))))
+            accuracy[arch] = _score(record["val_accuracy"])
+            score_rows.extend((arch, column, *entry) for entry in _record_scores(record))
         accuracy_columns[column] = pd.Series(accuracy, dtype="float64")
     accuracies = _accuracy_frame(pd.DataFrame(accuracy_columns), str(path))
     scores = pd.DataFrame(score_rows, columns=["arch", "dataset", "proxy", "value", "seconds"])
     scores = scores.astype({"value": "float64", "seconds": "float64"})
     descriptions = {
-        column: f"{column} val_accuracy from NAS-Bench-Suite-Zero ({path.name}); for NB201 a "
-        "single seed's validation accuracy after 200 epochs"
+        column: f"{column} val_accuracy from NAS-Bench-Suite-Zero ({path.name}); NB201: a "
+        "single seed's validation accuracy after 200 epochs; NB301: surrogate prediction; "
+        "TransNAS-Bench-101: the task's metric"
         for column in accuracies.columns
     }
     return Benchmark(name=name, accuracies=accuracies, descriptions=descriptions, scores=scores)
@@ -403,6 +567,30 @@ BENCHMARKS: Mapping[str, _Source] = MappingProxyType(
             lambda path: load_suite_zero(path, naslib_nb201_arch, name="nb201-suite-zero"),
             "NAS-Bench-Suite-Zero NB201 JSON (725 archs, validation accuracy, proxy scores)",
         ),
+        "nb101-suite-zero": _Source(
+            "ZCJAX_NB101_SUITE_ZERO",
+            ("*zc_nasbench101*.json*", "nb101/*zc_nasbench101*.json*"),
+            lambda path: load_suite_zero(path, naslib_nb101_arch, name="nb101-suite-zero"),
+            "NAS-Bench-Suite-Zero NB101 JSON (500 archs, CIFAR-10 validation accuracy, proxy "
+            "scores)",
+        ),
+        "nb301-suite-zero": _Source(
+            "ZCJAX_NB301_SUITE_ZERO",
+            # The 725-arch file first: it has more proxies (nwot) than the older 500.
+            ("*zc_nasbench301_725*.json*", "nb301/*zc_nasbench301_725*.json*",
+             "*zc_nasbench301*.json*", "nb301/*zc_nasbench301*.json*"),
+            lambda path: load_suite_zero(path, naslib_darts_arch, name="nb301-suite-zero"),
+            "NAS-Bench-Suite-Zero NB301 (DARTS space) JSON (725 or 500 archs, surrogate "
+            "CIFAR-10 accuracy, proxy scores)",
+        ),
+        "tnb101-micro-suite-zero": _Source(
+            "ZCJAX_TNB101_MICRO_SUITE_ZERO",
+            ("*zc_transbench101_micro*.json*", "tnb101/*zc_transbench101_micro*.json*"),
+            lambda path: load_suite_zero(path, naslib_tnb101_micro_arch,
+                                         name="tnb101-micro-suite-zero"),
+            "NAS-Bench-Suite-Zero TransNAS-Bench-101 micro JSON (711 archs, 7 tasks, proxy "
+            "scores)",
+        ),
     }
 )
 
@@ -432,10 +620,12 @@ def load_benchmark(name_or_path: str | os.PathLike, *, space: str | None = None)
     """A benchmark by name (see :data:`BENCHMARKS`) or by path.
 
     Names resolve through an environment variable naming the file (``ZCJAX_NB201_CSV``,
-    ``ZCJAX_NB201_SUITE_ZERO``) or a folder ``ZCJAX_BENCHMARK_DIR`` searched for the usual
-    file names. A path is read by its suffix: ``.csv[.gz]`` as the NB201 table,
-    ``.json[.gz]`` as a Suite-Zero file (its space from ``space``, else from a file name
-    containing ``nasbench201``), a folder as NATS-Bench API files.
+    ``ZCJAX_NB201_SUITE_ZERO``, ``ZCJAX_NB101_SUITE_ZERO``, ``ZCJAX_NB301_SUITE_ZERO``,
+    ``ZCJAX_TNB101_MICRO_SUITE_ZERO``) or a folder ``ZCJAX_BENCHMARK_DIR`` searched for the
+    usual file names. A path is read by its suffix: ``.csv[.gz]`` as the NB201 table,
+    ``.json[.gz]`` as a Suite-Zero file (its space from ``space``, else from NASLib's file
+    name, :func:`suite_zero_space`: ``nasbench101``, ``nasbench201``, ``nasbench301`` ->
+    ``darts``, ``transbench101_micro``), a folder as NATS-Bench API files.
 
     Args:
       name_or_path: a name in :data:`BENCHMARKS` or a path.
@@ -462,8 +652,8 @@ def load_benchmark(name_or_path: str | os.PathLike, *, space: str | None = None)
     if suffixes[-1:] == [".csv"]:
         return load_nb201_csv(path)
     if suffixes[-1:] == [".json"]:
-        if space is None and "nasbench201" in path.name:
-            space = "nb201"
+        if space is None:
+            space = suite_zero_space(path)
         if space not in SUITE_ZERO_ARCH_KEYS:
             raise ValueError(
                 f"{path}: give the search space of this Suite-Zero file (space=...); known: "

@@ -50,11 +50,17 @@ def _parser() -> argparse.ArgumentParser:
     correlate.add_argument("results", metavar="DIR",
                            help="results: a Parquet dataset folder or file")
     correlate.add_argument("--benchmark", default="nb201", metavar="FILE_OR_NAME",
-                           help="accuracy table: 'nb201' or 'nb201-suite-zero' (found through "
-                           "$ZCJAX_NB201_CSV / $ZCJAX_NB201_SUITE_ZERO / $ZCJAX_BENCHMARK_DIR), "
-                           "or a .csv[.gz] / Suite-Zero .json[.gz] path (default: nb201)")
+                           help="accuracy table: 'nb201', 'nb201-suite-zero', "
+                           "'nb101-suite-zero', 'nb301-suite-zero' or "
+                           "'tnb101-micro-suite-zero' (found through $ZCJAX_NB201_CSV, "
+                           "$ZCJAX_NB201_SUITE_ZERO, ... or $ZCJAX_BENCHMARK_DIR), or a "
+                           ".csv[.gz] / Suite-Zero .json[.gz] path (default: nb201)")
+    correlate.add_argument("--space", default=None,
+                           help="search space of a Suite-Zero .json benchmark (default: from "
+                           "NASLib's file name, e.g. zc_nasbench301 -> darts)")
     correlate.add_argument("--dataset", default="cifar10",
-                           help="accuracy column of the benchmark (default: cifar10)")
+                           help="accuracy column of the benchmark (default: cifar10; "
+                           "TransNAS-Bench: a task, e.g. class_scene)")
     correlate.add_argument("--results-dataset", default=None,
                            help="rows of the results' dataset column to use when it holds "
                            "several (default: the one named like --dataset)")
@@ -75,8 +81,9 @@ def _add_score_space_parser(commands) -> None:
         "score-space",
         help="score a whole search space (or a seeded sample) into a resumable Parquet store",
         description="Score every architecture of a space (or --n drawn uniformly without "
-        "replacement with --seed) on one minibatch of the bundled real images with one "
-        "compiled scorer, writing one Parquet part file per finished chunk to --out. "
+        "replacement with --seed; or those of a benchmark file, --archs-from) on one "
+        "minibatch of the bundled real images with one compiled scorer, writing one Parquet "
+        "part file per finished chunk to --out. "
         "Rerunning the same command resumes: rows already stored are skipped.",
     )
     score_space.add_argument("space", metavar="SPACE", help="search space, e.g. nb201")
@@ -87,7 +94,20 @@ def _add_score_space_parser(commands) -> None:
                              help="bundled real images to build the minibatch from")
     score_space.add_argument("--n", type=int, default=None, metavar="N",
                              help="score N architectures drawn uniformly without replacement "
-                             "with --seed (default: the whole space)")
+                             "with --seed, from the space or from --archs-from (default: all "
+                             "of them)")
+    score_space.add_argument("--archs-from", default=None, metavar="FILE_OR_NAME",
+                             help="score the architectures of this benchmark (a Suite-Zero "
+                             ".json[.gz] of SPACE, e.g. NASLib's zc_nasbench101.json, the "
+                             "NB201 .csv[.gz], or a benchmark name as for correlate)")
+    score_space.add_argument("--num-classes", type=int, default=None,
+                             help="classifier width (default: the --data dataset's, e.g. 10 "
+                             "for cifar10; TransNAS-Bench's heads have 100 (class_object) "
+                             "and 63 (class_scene))")
+    score_space.add_argument("--image-size", type=int, default=None,
+                             help="input height and width; the bundled images are resized "
+                             "(bilinear) when it differs from the dataset's (default: the "
+                             "dataset's, e.g. 32 for cifar10; TransNAS-Bench used 256)")
     score_space.add_argument("--seed", type=int, default=0,
                              help="seed of the initialisation, the augmentation and the sample")
     score_space.add_argument("--batch-size", type=int, default=64)
@@ -142,7 +162,7 @@ def _print_table(archs, names, values) -> None:
 def _correlate(args) -> int:
     from zcjax import benchmarks, report
 
-    bench = benchmarks.load_benchmark(args.benchmark)
+    bench = benchmarks.load_benchmark(args.benchmark, space=args.space)
     column = bench.column(args.dataset)
     chosen = None if args.proxies is None else [p for p in args.proxies.split(",") if p]
     options = dict(proxies=chosen, results_dataset=args.results_dataset)
@@ -160,26 +180,55 @@ def _correlate(args) -> int:
     return 0
 
 
+def _archs_to_score(args, space, key):
+    """None (the whole space), a seeded sample of the space, or a benchmark's archs."""
+    if args.archs_from is not None:
+        from zcjax import benchmarks
+
+        bench = benchmarks.load_benchmark(args.archs_from, space=args.space)
+        try:
+            return benchmarks.sample_archs(bench, args.n, seed=args.seed)
+        except ValueError as error:
+            raise ValueError(f"--n: {error}") from None
+    if args.n is None:
+        return None
+    total = getattr(space, "NUM_ARCHS", None)
+    if args.n < 1 or (total is not None and args.n > total):
+        raise ValueError(f"--n must be in 1..{total or 'the space size'}, got {args.n}")
+    return space.sample(key, args.n)
+
+
+def _resized(batch, size: int):
+    """The batch's images resized to size x size (bilinear, antialiased when shrinking)."""
+    images, labels = batch
+    shape = (images.shape[0], size, size, images.shape[-1])
+    return jax.image.resize(images, shape, "bilinear", antialias=True), labels
+
+
 def _score_space(args) -> int:
     from zcjax import bulk
 
     space = api.get_space(args.space)
     info = data.DATASETS[args.data]
     proxies.resolve(args.proxies)  # name errors before any work
+    for name in ("num_classes", "image_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    num_classes = args.num_classes or info.num_classes
+    image_size = args.image_size or info.image_size
     key = jax.random.key(args.seed)
-    archs = None
-    if args.n is not None:
-        total = getattr(space, "NUM_ARCHS", None)
-        if args.n < 1 or (total is not None and args.n > total):
-            raise ValueError(f"--n must be in 1..{total or 'the space size'}, got {args.n}")
-        archs = space.sample(key, args.n)
+    archs = _archs_to_score(args, space, key)
     batch = data.sample_batch(args.data, args.batch_size, key=key)
+    batch_id = f"{args.data}-batch{args.batch_size}-seed{args.seed}"
+    if image_size != info.image_size:
+        batch, batch_id = _resized(batch, image_size), f"{batch_id}-resized{image_size}"
     summary = bulk.score_space(
         args.space, args.proxies, batch, key=args.seed,
         out=args.out or f"runs/{args.space}-{args.data}", archs=archs,
-        dataset=args.data, batch_id=f"{args.data}-batch{args.batch_size}-seed{args.seed}",
+        dataset=args.data, batch_id=batch_id,
         chunk=args.chunk, workers=args.workers, cache_dir=args.cache_dir,
-        progress=args.progress, num_classes=info.num_classes, image_size=info.image_size)
+        progress=args.progress, num_classes=num_classes, image_size=image_size)
     print(f"{summary.out}: {summary.rows_written} rows written "
           f"({summary.non_finite} non-finite) for {summary.archs_scored} of {summary.archs} "
           f"architectures, {summary.rows_skipped} skipped as already stored; "
