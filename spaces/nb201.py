@@ -466,20 +466,42 @@ class NB201Network(linen.Module):
 # ---------------------------------------------------------------------------
 # The layer table and the Network seam
 # ---------------------------------------------------------------------------
+class LayerTable:
+    """Rows of a layer table with their (edge, op) selectors (edge -1: always active)."""
+
+    def __init__(self):
+        self.layers, self.edges, self.ops = [], [], []
+
+    def add(self, name, kind, shape, param_path, output_path, edge=-1, op=-1, **fields):
+        fields.setdefault("batch_norm", kind == "conv")
+        self.layers.append(Layer(name, kind, tuple(shape), tuple(param_path),
+                                 tuple(output_path), **fields))
+        self.edges.append(edge)
+        self.ops.append(op)
+
+    def add_cell_stack(self, stack: str, cells: int, channels: int) -> None:
+        """The candidate convs of every edge of a :class:`CellStack`'s scanned cells."""
+        for cell in range(cells):
+            for edge, edge_name in enumerate(EDGE_NAMES):
+                for op, size in CONV_OPS.items():
+                    conv = f"conv{size}x{size}"
+                    self.add(f"{stack}/{cell}/{edge_name}/{conv}", "conv",
+                             (size, size, channels, channels), (stack, edge_name, conv, "kernel"),
+                             (stack, "conv_out"), edge, op, param_index=(cell,),
+                             output_index=(cell, edge))
+
+    def build(self) -> tuple[tuple[Layer, ...], np.ndarray, np.ndarray]:
+        return tuple(self.layers), np.asarray(self.edges, np.int32), np.asarray(self.ops, np.int32)
+
+
 def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndarray]:
     """Layers in the reference network's module order, with (edge, op) selectors.
 
     Returns the layers and, per layer, the edge index whose op selects it (-1: always
     active) and the op value that activates it.
     """
-    layers, edges, ops = [], [], []
-
-    def add(name, kind, shape, param_path, output_path, edge=-1, op=-1, **fields):
-        fields.setdefault("batch_norm", kind == "conv")
-        layers.append(Layer(name, kind, tuple(shape), tuple(param_path), tuple(output_path),
-                            **fields))
-        edges.append(edge)
-        ops.append(op)
+    table = LayerTable()
+    add = table.add
 
     first = config.channels[0]
     add("stem/conv", "conv", (3, 3, 3, first), ("stem", "conv", "kernel"), ("stem", "conv_out"))
@@ -493,18 +515,11 @@ def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndar
                 (block, "conv_b", "conv", "kernel"), (block, "conv_b", "conv_out"))
             add(f"{block}/shortcut", "conv", (1, 1, previous, channels),
                 (block, "shortcut", "kernel"), (block, "shortcut_out"), batch_norm=False)
-        for cell in range(config.cells_per_stage):
-            for edge, (target, source) in enumerate(EDGES):
-                stack, edge_name = f"cells_{stage}", EDGE_NAMES[edge]
-                for op, size in CONV_OPS.items():
-                    conv = f"conv{size}x{size}"
-                    add(f"{stack}/{cell}/{edge_name}/{conv}", "conv", (size, size, channels, channels),
-                        (stack, edge_name, conv, "kernel"), (stack, "conv_out"), edge, op,
-                        param_index=(cell,), output_index=(cell, edge))
+        table.add_cell_stack(f"cells_{stage}", config.cells_per_stage, channels)
         previous = channels
     add("classifier", "linear", (previous, config.num_classes), ("classifier", "kernel"),
         ("logits",))
-    return tuple(layers), np.asarray(edges, np.int32), np.asarray(ops, np.int32)
+    return table.build()
 
 
 @functools.lru_cache(maxsize=None)

@@ -492,14 +492,8 @@ def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndar
     of its BatchNorm's input; neither is marked ``batch_norm`` (no single layer output
     is that BatchNorm's input), so zen leaves those BatchNorms out.
     """
-    layers, edges, ops = [], [], []
-
-    def add(name, kind, shape, param_path, output_path, edge=-1, op=-1, **fields):
-        fields.setdefault("batch_norm", kind == "conv")
-        layers.append(Layer(name, kind, tuple(shape), tuple(param_path), tuple(output_path),
-                            **fields))
-        edges.append(edge)
-        ops.append(op)
+    table = nb201.LayerTable()
+    add = table.add
 
     half, channels = config.base_channels // 2, config.base_channels
     add("stem_0/conv", "conv", (3, 3, 3, half), ("stem_0", "conv", "kernel"),
@@ -524,18 +518,11 @@ def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndar
                             (cell, edge_name, f"factorized_{path}", "kernel"),
                             (cell, "factorized_out"), edge, SKIP, batch_norm=False,
                             output_index=(INPUT_EDGES.index(edge), path_index))
-        stack = f"layer{layer.index}_cells"
-        for cell in range(layer.normal_cells):
-            for edge, edge_name in enumerate(EDGE_NAMES):
-                for op, size in nb201.CONV_OPS.items():
-                    conv = f"conv{size}x{size}"
-                    add(f"{stack}/{cell}/{edge_name}/{conv}", "conv", (size, size, c_out, c_out),
-                        (stack, edge_name, conv, "kernel"), (stack, "conv_out"), edge, op,
-                        param_index=(cell,), output_index=(cell, edge))
+        table.add_cell_stack(f"layer{layer.index}_cells", layer.normal_cells, c_out)
         channels = c_out
     add("classifier", "linear", (channels, config.num_classes), ("classifier", "kernel"),
         ("logits",))
-    return tuple(layers), np.asarray(edges, np.int32), np.asarray(ops, np.int32)
+    return table.build()
 
 
 @functools.lru_cache(maxsize=None)
