@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 import zcjax
-from conftest import shared_file
+from conftest import loss_and_grads, random_variables, shared_file
 from zcjax.network import get_path
-from zcjax.proxies.base import cross_entropy
 from zcjax.spaces import tnb101_micro as tnb
 
 # 32x32 inputs: the stem divides by 4, the "414" layers by 2 twice more (8 -> 4 -> 2).
@@ -162,24 +161,6 @@ def test_counts_trace_with_a_traced_genotype():
 # ------------------------------------------------- compiled network vs reference
 
 
-def _loss_and_grads(network, variables, genotype, images, labels):
-    def loss(params):
-        return cross_entropy(network.apply({"params": params}, genotype, images), labels)
-
-    return jax.value_and_grad(loss)(variables["params"])
-
-
-def random_variables(network, key):
-    """Variables of the network's structure from ONE uniform draw: compiling the init's
-    hundreds of separate draws (threefry) takes ~30 s on a 2-core CPU, this under 1 s."""
-    shapes = jax.eval_shape(network.init, key)
-    leaves, treedef = jax.tree.flatten(shapes)
-    values = jax.random.uniform(key, (sum(leaf.size for leaf in leaves),), minval=-0.5, maxval=1)
-    offsets = np.cumsum([0] + [leaf.size for leaf in leaves])
-    return jax.tree.unflatten(treedef, [values[a:b].reshape(leaf.shape)
-                                        for a, b, leaf in zip(offsets, offsets[1:], leaves)])
-
-
 @pytest.fixture(scope="module")
 def small(batch):
     """The compiled network's jitted loss-and-gradients step, counting its traces."""
@@ -188,7 +169,7 @@ def small(batch):
 
     def step(variables, genotype):
         traces.append(1)  # a Python side effect: runs once per trace
-        return _loss_and_grads(compiled, variables, genotype, *batch)
+        return loss_and_grads(compiled, variables, genotype, *batch)
 
     return compiled, reference, random_variables(compiled, jax.random.key(7)), jax.jit(step), traces
 
@@ -199,7 +180,7 @@ def test_compiled_network_equals_the_per_architecture_module_and_traces_once(sma
     for arch in ARCHS:
         genotype = tnb.encode(arch)
         loss, grads = step(variables, genotype)
-        ref_loss, ref_grads = _loss_and_grads(reference, variables, genotype, images, labels)
+        ref_loss, ref_grads = loss_and_grads(reference, variables, genotype, images, labels)
         np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
         for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
             np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
