@@ -220,6 +220,25 @@ def _edge_total(table: np.ndarray, genotype, cells_per_stage: int):
     return cells_per_stage * jnp.asarray(table, jnp.int32)[:, genotype].sum()
 
 
+def _is_traced(genotype) -> bool:
+    """An array tracer, or a tuple of per-edge tracers (:func:`edge_ops`)."""
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(genotype))
+
+
+def edge_ops(genotype) -> tuple[Array, ...]:
+    """A traced genotype as one int32 scalar per edge.
+
+    A tuple stays a tuple of separate values, so under ``vmap`` an edge whose op the whole
+    batch shares keeps an unbatched index and ``lax.switch`` runs only that op, where a
+    batched index turns it into a select over every candidate op (see
+    :func:`zcjax.bulk.grouped_vmap`).
+    """
+    if isinstance(genotype, (tuple, list)):
+        return tuple(jnp.asarray(op, jnp.int32) for op in genotype)
+    genotype = jnp.asarray(genotype, jnp.int32)
+    return tuple(genotype[edge] for edge in range(genotype.shape[0]))
+
+
 def param_count(arch, config: Config = Config()) -> int:
     """Parameters of the network this architecture trains (conv, BN affine, linear).
 
@@ -227,7 +246,7 @@ def param_count(arch, config: Config = Config()) -> int:
     unused candidate ops never count. Accepts an arch string or a genotype; a traced
     genotype gives a traced int32.
     """
-    genotype = arch if isinstance(arch, jax.core.Tracer) else check_arch(arch)
+    genotype = jnp.asarray(arch, jnp.int32) if _is_traced(arch) else check_arch(arch)
     fixed, _, per_edge, _ = _cost_tables(config)
     return fixed + _edge_total(per_edge, genotype, config.cells_per_stage)
 
@@ -237,7 +256,7 @@ def flops(arch, config: Config = Config()) -> int:
 
     See :func:`_cost_tables` for the convention. Accepts an arch string or a genotype.
     """
-    genotype = arch if isinstance(arch, jax.core.Tracer) else check_arch(arch)
+    genotype = jnp.asarray(arch, jnp.int32) if _is_traced(arch) else check_arch(arch)
     _, fixed, _, per_edge = _cost_tables(config)
     return fixed + _edge_total(per_edge, genotype, config.cells_per_stage)
 
@@ -549,7 +568,7 @@ def _make_network(config: Config, *, compiled: bool) -> Network:
 
     def apply(variables, genotype, images, *, bn="batch", reduction_bn=None, capture=False):
         if compiled:
-            genotype = jnp.asarray(genotype, jnp.int32)
+            genotype = edge_ops(genotype)
         else:
             genotype = tuple(int(op) for op in validate_genotype(genotype))
         return apply_module(NB201Network(config, bn, reduction_bn, compiled), variables,

@@ -3,6 +3,7 @@ same key -> same value, finite on real images, unused parameters never count, sh
 passes change nothing), plus proxy-specific checks against direct computations."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -48,22 +49,27 @@ def _inputs(network, variables, arch, batch, key=jax.random.key(0)):
     return ProxyInputs(network, variables, jnp.asarray(nb201.encode(arch)), images, labels, key)
 
 
+def _scores(names, inputs, separately):
+    if separately:
+        return {name: proxies.run([proxies.get(name)], inputs)[name].score for name in names}
+    return {k: v.score for k, v in proxies.run(proxies.resolve(names), inputs).items()}
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(names, network, options, separately):
+    """One jitted program per (proxies, network, options): calls on new arrays reuse it."""
+    return jax.jit(lambda arrays: _scores(names, ProxyInputs(network=network, options=options,
+                                                             **arrays), separately))
+
+
 def _run(names, inputs, *, jit=True, separately=False):
     """Scores of ``names`` on ``inputs``; ``separately``: each proxy with its own passes."""
-
-    def run(inputs):
-        if separately:
-            return {name: proxies.run([proxies.get(name)], inputs)[name].score for name in names}
-        return {k: v.score for k, v in proxies.run(proxies.resolve(names), inputs).items()}
-
     with jax.enable_x64(True):
         if not jit:
-            return run(inputs)
-        fields = dataclasses.astuple(inputs)
-        static = dict(network=inputs.network, options=inputs.options)
-        arrays = {k: v for k, v in zip([f.name for f in dataclasses.fields(inputs)], fields)
-                  if k not in static}
-        return jax.jit(lambda arrays: run(ProxyInputs(**arrays, **static)))(arrays)
+            return _scores(names, inputs, separately)
+        arrays = {field.name: getattr(inputs, field.name) for field in dataclasses.fields(inputs)
+                  if field.name not in ("network", "options")}
+        return _compiled(tuple(names), inputs.network, inputs.options, separately)(arrays)
 
 
 def test_registry_holds_the_eleven_classic_proxies():

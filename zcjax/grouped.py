@@ -1,0 +1,82 @@
+"""Vmap over architectures that share their leading edges' ops (an accelerator strategy).
+
+Vmapping the compiled-once scorer over whole genotypes turns every edge's ``lax.switch``
+into a select that runs all candidate ops. Grouping the architectures by the ops of their
+first ``shared_edges`` edges keeps those edges' indices unbatched: their ``switch`` stays a
+conditional that runs only the chosen op, once per group instead of once per architecture
+(on a GPU each conditional costs a device-to-host sync), and only the remaining edges run
+every op. NB201 in base-5 order (:func:`zcjax.spaces.nb201.all_genotypes`) falls into
+groups of ``5 ** (6 - shared_edges)`` consecutive architectures.
+
+The space's compiled ``apply`` must take a genotype as a tuple of per-edge scalars
+(NB201: :func:`zcjax.spaces.nb201.edge_ops`). Scores equal the sequential scorer's up to
+float32 reassociation: the key is shared, so every architecture gets the same
+initialisation as when scored alone.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from zcjax.api import Scorer
+
+
+def groups(genotypes: np.ndarray, shared_edges: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(shared ops (shared_edges,), member row indices)`` per distinct leading-ops prefix,
+    in order of first appearance."""
+    genotypes = np.asarray(genotypes, np.int32)
+    prefixes, first, inverse = np.unique(genotypes[:, :shared_edges], axis=0,
+                                         return_index=True, return_inverse=True)
+    for group in np.argsort(first):
+        yield prefixes[group], np.flatnonzero(inverse.ravel() == group)
+
+
+@functools.lru_cache(maxsize=16)
+def grouped_vmap(scorer: Scorer, shared_edges: int):
+    """``f(shared (k,), varying (B, E - k), images, labels, key) -> outputs`` with a
+    leading axis B: ``scorer.compiled`` vmapped over the varying edges only (jitted; call
+    inside ``jax.enable_x64(True)``, like ``scorer.compiled``). Cached per scorer, so
+    repeated calls reuse one compiled program."""
+    if scorer.compiled is None:
+        raise ValueError("grouped_vmap needs one compiled network for the whole space; "
+                         f"{scorer.space.__name__} compiles per shape signature")
+
+    def one(shared, varying, images, labels, key):
+        ops = tuple(shared[edge] for edge in range(shared_edges))
+        ops += tuple(varying[edge] for edge in range(varying.shape[0]))
+        return scorer.compiled(ops, images, labels, key)
+
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, None, None, None)))
+
+
+def score_grouped(scorer: Scorer, genotypes: np.ndarray, batch, key: jax.Array,
+                  shared_edges: int) -> dict[str, np.ndarray]:
+    """Every architecture's scores, ``{proxy: (len(genotypes),)}`` in input order.
+
+    Groups smaller than the largest are padded with their last member (one compilation
+    per group width; NB201's full space has a single width).
+    """
+    genotypes = np.asarray(genotypes, np.int32)
+    images, labels = batch
+    function = grouped_vmap(scorer, shared_edges)
+    members_list, pending = [], []
+    all_groups = list(groups(genotypes, shared_edges))
+    width = max(len(members) for _, members in all_groups)
+    with jax.enable_x64(True):
+        for shared, members in all_groups:
+            varying = genotypes[members, shared_edges:]
+            padded = np.concatenate([varying, np.repeat(varying[-1:], width - len(members), 0)])
+            pending.append(function(jnp.asarray(shared), jnp.asarray(padded), images, labels,
+                                    key))
+            members_list.append(members)
+        outputs = jax.device_get(pending)
+    scores = {name: np.full(len(genotypes), np.nan) for name in scorer.proxies}
+    for members, output in zip(members_list, outputs):
+        for name in scorer.proxies:
+            scores[name][members] = np.asarray(output[name], np.float64)[:len(members)]
+    return scores
