@@ -1,10 +1,10 @@
 """All of NB201 with T-CET(SNIP) on one GPU: which strategy, and how long in all.
 
 Made for a GPU lent for minutes. Each strategy runs in its own worker process (so each
-can have its own ``XLA_FLAGS``); the workers compile concurrently (compilation is mostly
-CPU work), then take turns on the GPU under a file lock to time a few hundred
-architectures. The fastest then scores the whole space (15625 architectures) and writes
-the scores in zcjax's results-store format, while the others exit.
+can have its own ``XLA_FLAGS``), one at a time, alone on the GPU: it compiles, then times
+a few hundred architectures. The fastest then scores the whole space (15625
+architectures) in a fresh process, so the reported total includes its compilation, and
+writes the scores in zcjax's results-store format.
 
 Strategies (``NAME: kind``):
   seq: the compiled-once scorer, one architecture per call (asynchronous dispatch);
@@ -21,7 +21,6 @@ Strategies (``NAME: kind``):
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import subprocess
@@ -31,7 +30,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STRATEGIES = {"seq": ("seq", 0), "vmap64": ("vmap", 64), "grouped5": ("grouped", 5),
-              "grouped4": ("grouped", 4), "grouped3": ("grouped", 3)}
+              "grouped4": ("grouped", 4), "grouped3": ("grouped", 3),
+              "grouped2": ("grouped", 2)}
 COMMAND_BUFFER = ("--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL,"
                   "{conditional},WHILE --xla_gpu_graph_min_graph_size=1")
 TIMED_ARCHS = 250
@@ -90,7 +90,7 @@ def worker(args) -> int:
     kind, size = STRATEGIES[args.strategy]
     result = {"name": args.name, "strategy": args.strategy,
               "xla_flags": os.environ.get("XLA_FLAGS", ""), "devices": str(jax.devices())}
-    path = args.out / f"variant-{args.name}.json"
+    path = args.out / f"{args.phase}-{args.name}.json"
 
     def save():
         path.write_text(json.dumps(result, indent=2))
@@ -109,45 +109,40 @@ def worker(args) -> int:
         count = max(1, TIMED_ARCHS // width)
         timed = np.concatenate([everything[g * width:(g + 1) * width] for g in groups[:count]])
     first = timed[:5 ** (nb201.NUM_EDGES - size)] if kind == "grouped" else timed[:size or 1]
-    started = time.perf_counter()
-    run(first)
-    result["compile_s"] = time.perf_counter() - started  # concurrent with the others
-    save()
-    with open(args.out / "gpu.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    if args.phase == "time":
+        started = time.perf_counter()
+        run(first)
+        result["compile_s"] = time.perf_counter() - started
+        save()
         run(first)  # warm
         started = time.perf_counter()
         run(timed)
         result["per_arch_s"] = (time.perf_counter() - started) / len(timed)
         result["timed_archs"] = len(timed)
-        fcntl.flock(lock, fcntl.LOCK_UN)
-    save()
-    decision = args.out / "decision.json"
-    while not decision.exists():
-        time.sleep(0.5)
-    if json.loads(decision.read_text())["chosen"] != args.name:
+        save()
         return 0
+    # The whole space, compilation included (this process has compiled nothing yet).
     space = everything[:500] if args.smoke else everything
-    deadline = json.loads(decision.read_text())["deadline"]
     step = 5 ** (nb201.NUM_EDGES - size) * 25 if kind == "grouped" else 1600
     scores, done = {p: [] for p in scorer.proxies}, 0
     started = time.perf_counter()
     for start in range(0, len(space), step):
-        if time.time() > deadline:
+        if time.time() > args.deadline:
             break
         part = run(space[start:start + step])
         for name in scorer.proxies:
             scores[name].append(part[name])
         done += len(space[start:start + step])
-        result["full_space"] = {"archs": done, "seconds": time.perf_counter() - started}
+        result["full_space"] = {"archs": done, "seconds_with_compile": time.perf_counter() - started}
         save()
     values = np.stack([np.concatenate(scores[p]) for p in scorer.proxies], 1)
     result["full_space"]["non_finite"] = int(np.sum(~np.isfinite(values)))
     save()
+    seconds = result["full_space"]["seconds_with_compile"] / done
     settings = bulk.run_settings(nb201, {"config": config})[2]
     gpu_check.write_scores(args.out, f"full-{args.name}", "cifar10", scorer.proxies,
-                           space[:done], values, [result["full_space"]["seconds"] / done] * done,
-                           settings, bulk.batch_fingerprint(*batch))
+                           space[:done], values, [seconds] * done, settings,
+                           bulk.batch_fingerprint(*batch))
     return 0
 
 
@@ -173,67 +168,59 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--budget", type=float, default=480.0)
+    parser.add_argument("--variants", default="seq,seq_cmdbuf,vmap64,grouped3,grouped4,"
+                        "grouped3_cmdbuf", help="comma-separated NAME or NAME_cmdbuf")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--worker", dest="name", help=argparse.SUPPRESS)
     parser.add_argument("--strategy", choices=STRATEGIES, help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=("time", "full"), help=argparse.SUPPRESS)
+    parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.name:
         return worker(args)
     begin = time.time()
-    env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
-    variants = {name: (name, "") for name in STRATEGIES}
-    if args.smoke:
-        variants = {name: (name, "") for name in ("seq", "grouped4")}
-    processes = {}
-
-    def launch(name, strategy, flags):
-        command = [sys.executable, __file__, "--out", str(args.out), "--worker", name,
-                   "--strategy", strategy] + (["--smoke"] if args.smoke else [])
-        logfile = open(args.out / f"worker-{name}.log", "w")
-        processes[name] = subprocess.Popen(command, env={**env, "XLA_FLAGS": flags},
-                                           stdout=logfile, stderr=subprocess.STDOUT)
-
-    for name, (strategy, flags) in variants.items():
-        launch(name, strategy, flags)
     flags = _probe_command_buffer_flags(args.smoke)
-    if flags:
-        for strategy in ("seq", "grouped4", "grouped5"):
-            launch(f"{strategy}_cmdbuf", strategy, flags)
     summary = {"budget_s": args.budget, "command_buffer_flags": flags, "variants": {}}
-    choose_by = begin + 0.55 * args.budget
-    while time.time() < choose_by:
-        finished = [n for n in processes
-                    if (args.out / f"variant-{n}.json").exists()
-                    and "per_arch_s" in json.loads((args.out / f"variant-{n}.json").read_text())]
-        failed = [n for n, p in processes.items() if p.poll() not in (None, 0)]
-        if len(finished) + len(failed) == len(processes):
-            break
-        time.sleep(1)
-    for name in processes:
-        path = args.out / f"variant-{name}.json"
-        summary["variants"][name] = json.loads(path.read_text()) if path.exists() else {
-            "error": f"no result (exit {processes[name].poll()})"}
+
+    def run_worker(name, phase, timeout, deadline=0.0):
+        strategy = name.removesuffix("_cmdbuf")
+        env = {**os.environ, "XLA_FLAGS": flags if name.endswith("_cmdbuf") else ""}
+        command = [sys.executable, __file__, "--out", str(args.out), "--worker", name,
+                   "--strategy", strategy, "--phase", phase, "--deadline", str(deadline)]
+        with open(args.out / f"worker-{phase}-{name}.log", "w") as logfile:
+            try:
+                code = subprocess.run(command + (["--smoke"] if args.smoke else []), env=env,
+                                      stdout=logfile, stderr=subprocess.STDOUT,
+                                      timeout=max(1.0, timeout)).returncode
+            except subprocess.TimeoutExpired:
+                code = "timeout"
+        path = args.out / f"{phase}-{name}.json"
+        result = json.loads(path.read_text()) if path.exists() else {}
+        if code != 0:
+            result["error"] = f"exit {code}"
+        return result
+
+    time_until = begin + 0.5 * args.budget
+    for name in args.variants.split(","):
+        if name.endswith("_cmdbuf") and not flags:
+            continue
+        if time.time() > time_until:
+            summary["variants"][name] = {"error": "not run: out of time"}
+            continue
+        result = run_worker(name, "time", time_until + 60 - time.time())
+        summary["variants"][name] = result
+        log(f"{name}: {result.get('per_arch_s', float('nan')) * 1e3:.2f} ms/arch, compile "
+            f"{result.get('compile_s', float('nan')):.1f} s {result.get('error', '')}")
     timed = {n: v["per_arch_s"] for n, v in summary["variants"].items() if "per_arch_s" in v}
-    for name, value in sorted(timed.items(), key=lambda item: item[1]):
-        log(f"{name}: {value * 1e3:.2f} ms/arch, compile "
-            f"{summary['variants'][name].get('compile_s', float('nan')):.1f} s (concurrent)")
     chosen = min(timed, key=timed.get) if timed else None
-    deadline = begin + args.budget - 25
-    (args.out / "decision.json").write_text(json.dumps({"chosen": chosen, "deadline": deadline}))
     summary["chosen"] = chosen
     log(f"chosen for the full space: {chosen}")
     if chosen:
-        try:
-            processes[chosen].wait(timeout=max(1.0, deadline + 20 - time.time()))
-        except subprocess.TimeoutExpired:
-            log("full space: out of time")
-        path = args.out / f"variant-{chosen}.json"
-        summary["variants"][chosen] = json.loads(path.read_text())
-        log(f"full space: {summary['variants'][chosen].get('full_space')}")
-    for process in processes.values():
-        if process.poll() is None:
-            process.kill()
+        deadline = begin + args.budget - 20
+        summary["full_space"] = run_worker(chosen, "full", deadline + 15 - time.time(),
+                                           deadline)
+        log(f"full space: {summary['full_space'].get('full_space')}")
     summary["wall_s"] = time.time() - begin
     (args.out / "fullspace.json").write_text(json.dumps(summary, indent=2))
     return 0
