@@ -231,7 +231,7 @@ def edge_ops(genotype) -> tuple[Array, ...]:
     A tuple stays a tuple of separate values, so under ``vmap`` an edge whose op the whole
     batch shares keeps an unbatched index and ``lax.switch`` runs only that op, where a
     batched index turns it into a select over every candidate op (see
-    :func:`zcjax.bulk.grouped_vmap`).
+    :func:`zcjax.grouped.grouped_vmap`).
     """
     if isinstance(genotype, (tuple, list)):
         return tuple(jnp.asarray(op, jnp.int32) for op in genotype)

@@ -48,7 +48,15 @@ def test_grouped_scores_equal_sequential(tiny_batch):
                                        err_msg=f"{name} of {nb201.decode(genotype)}")
 
 
-def test_grouped_vmap_needs_one_network():
-    scorer = zcjax.make_scorer("nb101", ("params",))
-    with pytest.raises(ValueError, match="shape signature"):
-        grouped.grouped_vmap(scorer, 2)
+def test_bad_input_is_one_clear_error(tiny_batch):
+    with pytest.raises(ValueError, match="per-edge genotypes.*nb101"):
+        grouped.grouped_vmap(zcjax.make_scorer("nb101", ("params",)), 2)
+    scorer = zcjax.make_scorer("nb201", ("params",), config=TINY)
+    with pytest.raises(ValueError, match=r"shared_edges must be in 1\.\.5"):
+        grouped.grouped_vmap(scorer, 6)
+    with pytest.raises(ValueError, match="op indices"):
+        grouped.score_grouped(scorer, [[0, 1, 2, 3, 4, 9]], tiny_batch, jax.random.key(0), 4)
+    images, labels = tiny_batch
+    with pytest.raises(ValueError, match="must be 16x16"):
+        grouped.score_grouped(scorer, [[0, 1, 2, 3, 4, 0]], (images[:, :8, :8], labels),
+                              jax.random.key(0), 4)

@@ -10,10 +10,10 @@ Parallelism. The scorer is compiled once (genotypes are data) and architectures 
 scored one at a time: vmapping over genotypes turns every ``lax.switch`` into a select
 that runs all ops, which is slower on a CPU (see DESIGN.md). On a GPU, where each
 ``switch`` costs a host sync, :func:`zcjax.grouped.score_grouped` (NB201) vmaps over
-architectures that share their leading edges' ops instead (bench/RESULTS.md). On a multi-core CPU,
-``workers=N`` runs N worker processes (``spawn``), each with its own scorer; give them a
-persistent compilation cache (``cache_dir`` or ``$ZCJAX_CACHE_DIR``) so that only the
-first compiles from scratch. On a machine with several accelerators the scorer runs on
+architectures that share their leading edges' ops instead (bench/RESULTS.md). On a
+multi-core CPU, ``workers=N`` runs N worker processes (``spawn``), each with its own
+scorer; give them a persistent compilation cache (``cache_dir`` or ``$ZCJAX_CACHE_DIR``)
+so that only the first compiles from scratch. On a machine with several accelerators the scorer runs on
 JAX's default device only; use ``workers=1`` there (worker processes would each claim the
 same device's memory).
 """

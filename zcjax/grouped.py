@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zcjax import data
 from zcjax.api import Scorer
 
 
@@ -49,9 +50,14 @@ def grouped_vmap(scorer: Scorer, shared_edges: int):
     leading axis B: ``scorer.compiled`` vmapped over the varying edges only (jitted; call
     inside ``jax.enable_x64(True)``, like ``scorer.compiled``). Cached per scorer, so
     repeated calls reuse one compiled program."""
-    if scorer.compiled is None:
-        raise ValueError("grouped_vmap needs one compiled network for the whole space; "
-                         f"{scorer.space.__name__} compiles per shape signature")
+    space = scorer.space.__name__
+    if scorer.compiled is None or not hasattr(scorer.space, "edge_ops"):
+        raise ValueError(f"grouped_vmap needs a space compiled once whose network takes "
+                         f"per-edge genotypes (NB201); {space} does not")
+    edges = scorer.space.NUM_EDGES
+    if not 0 < shared_edges < edges:
+        raise ValueError(f"shared_edges must be in 1..{edges - 1} for {space}, "
+                         f"got {shared_edges}")
     if jax.default_backend() == "cpu":
         warnings.warn("grouped_vmap is an accelerator strategy: on XLA:CPU it is slower than "
                       "sequential calls and may never complete at batch 64 (see "
@@ -73,8 +79,10 @@ def score_grouped(scorer: Scorer, genotypes: np.ndarray, batch, key: jax.Array,
     Every group is padded with its last member to the size of a full group
     (``len(space.OPS) ** varying edges``), so any subset of the space runs one program.
     """
-    genotypes = np.asarray(genotypes, np.int32)
-    images, labels = batch
+    genotypes = np.stack([scorer.space.check_arch(genotype) for genotype in genotypes])
+    images, labels = data.validate_batch(batch, image_size=scorer.network.image_size,
+                                         num_classes=scorer.network.num_classes)
+    images = images.astype(jnp.float32)
     function = grouped_vmap(scorer, shared_edges)
     members_list, pending = [], []
     width = len(scorer.space.OPS) ** (genotypes.shape[1] - shared_edges)
