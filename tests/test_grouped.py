@@ -1,7 +1,5 @@
 """Grouped vmap (zcjax.grouped): same scores as the sequential compiled scorer."""
 
-from contextlib import nullcontext
-
 import jax
 import numpy as np
 import pytest
@@ -35,9 +33,7 @@ def test_grouped_scores_equal_sequential(tiny_batch):
     genotypes = np.concatenate([everything[7 * width:8 * width][::-1],
                                 everything[300 * width:300 * width + 2]])
     key = jax.random.key(5)
-    on_cpu = jax.default_backend() == "cpu"
-    with pytest.warns(RuntimeWarning, match="accelerator strategy") if on_cpu else nullcontext():
-        scores = grouped.score_grouped(scorer, genotypes, tiny_batch, key, shared_edges)
+    scores = grouped.score_grouped(scorer, genotypes, tiny_batch, key, shared_edges)
     grouped.score_grouped(scorer, genotypes[:3], tiny_batch, key, shared_edges)
     # One program for every group (a smaller group is padded to the width).
     assert grouped.grouped_vmap(scorer, shared_edges)._cache_size() == 1

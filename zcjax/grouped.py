@@ -15,15 +15,14 @@ initialisation as when scored alone.
 
 A GPU strategy: on one H200 it scores NB201 with T-CET(SNIP) in 8-9 ms per architecture
 with 4 shared edges, against 12.4 ms for vmap over whole genotypes and 29 ms for
-sequential calls (bench/RESULTS.md). On XLA:CPU it is slower than sequential calls, and
-with jax 0.10.2 the full-size program at batch 64 never completes (every runtime thread
-idles, waiting); :func:`grouped_vmap` warns there.
+sequential calls (bench/RESULTS.md). On a CPU, where a conditional costs nothing, it is
+slower than sequential calls (2.8x at a small NB201 size): use ``make_scorer`` or
+``bulk.score_space`` there.
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Iterator
 
 import jax
@@ -44,12 +43,7 @@ def groups(genotypes: np.ndarray, shared_edges: int) -> Iterator[tuple[np.ndarra
         yield prefixes[group], np.flatnonzero(inverse.ravel() == group)
 
 
-@functools.lru_cache(maxsize=16)
-def grouped_vmap(scorer: Scorer, shared_edges: int):
-    """``f(shared (k,), varying (B, E - k), images, labels, key) -> outputs`` with a
-    leading axis B: ``scorer.compiled`` vmapped over the varying edges only (jitted; call
-    inside ``jax.enable_x64(True)``, like ``scorer.compiled``). Cached per scorer, so
-    repeated calls reuse one compiled program."""
+def _check_supported(scorer: Scorer, shared_edges: int) -> None:
     space = scorer.space.__name__
     if scorer.compiled is None or not hasattr(scorer.space, "edge_ops"):
         raise ValueError(f"grouped_vmap needs a space compiled once whose network takes "
@@ -58,11 +52,15 @@ def grouped_vmap(scorer: Scorer, shared_edges: int):
     if not 0 < shared_edges < edges:
         raise ValueError(f"shared_edges must be in 1..{edges - 1} for {space}, "
                          f"got {shared_edges}")
-    if jax.default_backend() == "cpu":
-        warnings.warn("grouped_vmap is an accelerator strategy: on XLA:CPU it is slower than "
-                      "sequential calls and may never complete at batch 64 (see "
-                      "zcjax.grouped); on a CPU use make_scorer or bulk.score_space",
-                      RuntimeWarning, stacklevel=2)
+
+
+@functools.lru_cache(maxsize=16)
+def grouped_vmap(scorer: Scorer, shared_edges: int):
+    """``f(shared (k,), varying (B, E - k), images, labels, key) -> outputs`` with a
+    leading axis B: ``scorer.compiled`` vmapped over the varying edges only (jitted; call
+    inside ``jax.enable_x64(True)``, like ``scorer.compiled``). Cached per scorer, so
+    repeated calls reuse one compiled program."""
+    _check_supported(scorer, shared_edges)
 
     def one(shared, varying, images, labels, key):
         ops = tuple(shared[edge] for edge in range(shared_edges))
@@ -79,6 +77,7 @@ def score_grouped(scorer: Scorer, genotypes: np.ndarray, batch, key: jax.Array,
     Every group is padded with its last member to the size of a full group
     (``len(space.OPS) ** varying edges``), so any subset of the space runs one program.
     """
+    _check_supported(scorer, shared_edges)
     genotypes = np.stack([scorer.space.check_arch(genotype) for genotype in genotypes])
     images, labels = data.validate_batch(batch, image_size=scorer.network.image_size,
                                          num_classes=scorer.network.num_classes)

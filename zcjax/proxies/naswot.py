@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from zcjax.network import get_path, sown_values
 from zcjax.proxies.base import ProxyInputs, ProxyOutput, layer_sum, scalar, wide_float
@@ -72,22 +73,30 @@ def layer_logdets(inputs: ProxyInputs, passes: Mapping[str, Any]) -> Array:
     Layers sharing an output (the candidate convs of one edge, at most one active) share
     the computation; inactive layers are masked later by the caller.
     """
-    kernels = layer_kernels(inputs, passes)
-    return jnp.stack([safe_logdet(kernel) for kernel in kernels])
+    kernels, slot_of_layer = _distinct_kernels(inputs, passes)
+    # One batched LU for all of them: separate slogdets are separate LAPACK calls that
+    # XLA:CPU runs concurrently, and under vmap those were measured never to complete.
+    return safe_logdet(jnp.stack(kernels))[slot_of_layer]
 
 
 def layer_kernels(inputs: ProxyInputs, passes: Mapping[str, Any]) -> list[Array]:
     """Per layer the binary-code kernel of its output (before BN), aligned with the table."""
+    kernels, slot_of_layer = _distinct_kernels(inputs, passes)
+    return [kernels[slot] for slot in slot_of_layer]
+
+
+def _distinct_kernels(inputs: ProxyInputs, passes: Mapping[str, Any]):
+    """The kernel of every distinct layer output, and per layer the index of its own."""
     intermediates = passes["activations"]["intermediates"]
-    cache = {}
-    kernels = []
+    slots, kernels, slot_of_layer = {}, [], []
     for layer in inputs.network.layers:
         slot = (layer.output_path, layer.output_index)
-        if slot not in cache:
+        if slot not in slots:
             output = get_path(intermediates, layer.output_path)[0][layer.output_index]
-            cache[slot] = binary_code_kernel(output)
-        kernels.append(cache[slot])
-    return kernels
+            slots[slot] = len(kernels)
+            kernels.append(binary_code_kernel(output))
+        slot_of_layer.append(slots[slot])
+    return kernels, np.asarray(slot_of_layer)
 
 
 def lnwot(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
