@@ -79,7 +79,7 @@ def _scoring_function(kind, size, scorer, batch, key):
 
 def worker(args) -> int:
     sys.path.insert(0, str(REPO / "bench"))
-    import gpu_check  # noqa: F401 - makes zcjax.spaces importable from a bare checkout
+    import gpu_check  # first: it makes zcjax.spaces importable from a bare checkout
     import jax
     import numpy as np
 
@@ -133,7 +133,8 @@ def worker(args) -> int:
         for name in scorer.proxies:
             scores[name].append(part[name])
         done += len(space[start:start + step])
-        result["full_space"] = {"archs": done, "seconds_with_compile": time.perf_counter() - started}
+        elapsed = time.perf_counter() - started
+        result["full_space"] = {"archs": done, "seconds_with_compile": elapsed}
         save()
     values = np.stack([np.concatenate(scores[p]) for p in scorer.proxies], 1)
     result["full_space"]["non_finite"] = int(np.sum(~np.isfinite(values)))
