@@ -1,6 +1,6 @@
 """Summarise a pytest-benchmark JSON of bench/test_nb201_speed.py as a Markdown table.
 
-  python bench/summarize.py bench/results.json > bench/RESULTS.md
+  python bench/summarize.py bench/results.json   # the table of bench/RESULTS.md
 
 Per proxy set: seconds per architecture (median of the rounds) for each strategy, the
 compile time, and the ratios zcjax / PyTorch (below 1 = zcjax faster) and the speed-up.

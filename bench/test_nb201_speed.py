@@ -2,7 +2,7 @@
 reference, in one run.
 
   python -m pytest bench/ --benchmark-only --benchmark-json bench/results.json
-  python bench/summarize.py bench/results.json > bench/RESULTS.md
+  python bench/summarize.py bench/results.json   # the table of bench/RESULTS.md
 
 Strategies, for each proxy set of ``PROXY_SETS``:
 
