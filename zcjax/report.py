@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from zcjax import metrics
+from zcjax import metrics, store
 from zcjax.benchmarks import Benchmark, load_benchmark
 
 __all__ = ["correlate", "load_results", "partial_correlations", "plot_rank_scatter"]
@@ -48,7 +48,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     temporary parts and other files beside them, e.g. a run's timings, are not results)."""
     if not path.is_dir():
         return pd.read_parquet(path)
-    parts = sorted(p for p in path.glob("*.parquet") if not p.name.startswith((".", "_")))
+    parts = store.part_files(path)
     if not parts:
         raise ValueError(f"{path}: no *.parquet files")
     return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
