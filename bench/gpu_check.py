@@ -17,6 +17,7 @@ images and class count) and ``full-cifar10.parquet`` (the rest of the space on C
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -86,9 +87,16 @@ def time_sequential(scorer, genotypes, batch, key, *, deadline):
     return compile_s, (time.perf_counter() - started) / max(done, 1), done
 
 
+@functools.lru_cache(maxsize=None)
+def vmapped(scorer):
+    """``scorer.compiled`` vmapped over genotypes: one jitted function per scorer, so
+    repeated calls reuse its compilations."""
+    return jax.jit(jax.vmap(scorer.compiled, in_axes=(0, None, None, None)))
+
+
 def time_vmap(scorer, genotypes, batch, key, width, *, deadline):
     images, labels = batch
-    batched = jax.jit(jax.vmap(scorer.compiled, in_axes=(0, None, None, None)))
+    batched = vmapped(scorer)
     chunks = [genotypes[i:i + width] for i in range(0, len(genotypes) - width + 1, width)]
     with jax.enable_x64(True):
         started = time.perf_counter()
@@ -164,7 +172,7 @@ def score_archs(scorer, genotypes, batch, key, *, deadline, width=0, chunk=256):
     """Scores (n_done, n_proxies), chunk by chunk until the deadline: sequential calls with
     asynchronous dispatch (width 0) or vmap over ``width`` genotypes at a time."""
     images, labels = batch
-    batched = jax.jit(jax.vmap(scorer.compiled, in_axes=(0, None, None, None))) if width else None
+    batched = vmapped(scorer) if width else None
     rows, seconds = [], []
     with jax.enable_x64(True):
         for start in range(0, len(genotypes), chunk):

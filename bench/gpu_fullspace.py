@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -46,34 +47,18 @@ def log(message: str) -> None:
 # ---------------------------------------------------------------------------
 def _scoring_function(kind, size, scorer, batch, key):
     """``run(genotypes) -> {proxy: array}`` for the strategy (blocks until done)."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
+    import gpu_check
 
     from zcjax import grouped
 
-    images, labels = batch
-    if kind == "seq":
-        def run(genotypes):
-            with jax.enable_x64(True):
-                outputs = jax.device_get([scorer.compiled(jnp.asarray(g), images, labels, key)
-                                          for g in genotypes])
-            return {p: np.asarray([o[p] for o in outputs], np.float64) for p in scorer.proxies}
-    elif kind == "vmap":
-        batched = jax.jit(jax.vmap(scorer.compiled, in_axes=(0, None, None, None)))
+    if kind == "grouped":
+        return lambda genotypes: grouped.score_grouped(scorer, genotypes, batch, key, size)
 
-        def run(genotypes):
-            pad = (-len(genotypes)) % size
-            padded = np.concatenate([genotypes, np.repeat(genotypes[-1:], pad, 0)])
-            with jax.enable_x64(True):
-                outputs = jax.device_get([
-                    batched(jnp.asarray(padded[i:i + size]), images, labels, key)
-                    for i in range(0, len(padded), size)])
-            return {p: np.concatenate([np.asarray(o[p], np.float64) for o in outputs])
-                    [:len(genotypes)] for p in scorer.proxies}
-    else:
-        def run(genotypes):
-            return grouped.score_grouped(scorer, genotypes, batch, key, size)
+    def run(genotypes):  # sequential calls (width 0) or vmap over ``size`` genotypes
+        values, _ = gpu_check.score_archs(scorer, genotypes, batch, key, deadline=math.inf,
+                                          width=size, chunk=len(genotypes))
+        return {name: values[:, column] for column, name in enumerate(scorer.proxies)}
+
     return run
 
 
