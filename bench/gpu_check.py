@@ -200,18 +200,16 @@ def score_archs(scorer, genotypes, batch, key, *, deadline, width=0, chunk=256):
     return values, seconds
 
 
-def write_scores(out, name, dataset, proxies, genotypes, values, seconds, settings, batch_id):
-    archs = nb201.arch_strings(genotypes[:len(values)])
+def write_scores(out, name, dataset, proxies, genotypes, values, seconds, batch_id,
+                 **scorer_options):
+    """One part file in results-store format, so these rows resume and correlate like
+    ``zcjax score-space``'s (same run identities: :func:`zcjax.bulk.run_settings`)."""
+    genotypes = genotypes[:len(values)]
+    settings = bulk.run_settings("nb201", scorer_options, proxies)[2]
+    runs = {p: store.RunIdentity("nb201", dataset, batch_id, 0, settings[p]) for p in proxies}
     index = [int(np.ravel_multi_index(tuple(g), (len(nb201.OPS),) * nb201.NUM_EDGES))
-             for g in genotypes[:len(values)]]
-    rows = {column: [] for column in store.SCHEMA.names}
-    for row, (arch, position, second) in enumerate(zip(archs, index, seconds)):
-        for column, proxy in enumerate(proxies):
-            for field, value in (("space", "nb201"), ("dataset", dataset),
-                                 ("batch_id", batch_id), ("seed", 0), ("settings", settings),
-                                 ("arch", arch), ("genotype_index", position), ("proxy", proxy),
-                                 ("value", float(values[row, column])), ("seconds", second)):
-                rows[field].append(value)
+             for g in genotypes]
+    rows = bulk.score_rows(runs, proxies, nb201.arch_strings(genotypes), index, values, seconds)
     store.write_part(out, f"{name}.parquet", rows)
     log(f"wrote {name}.parquet: {len(values)} archs x {len(proxies)} proxies")
 
@@ -225,9 +223,8 @@ def run_scoring(out, name, dataset, proxies, config, genotypes, *, deadline, wid
     began = time.perf_counter()
     values, seconds = score_archs(scorer, genotypes, batch, key, deadline=deadline, width=width)
     elapsed = time.perf_counter() - began
-    settings = bulk.run_settings(nb201, {"config": config})[2]
-    write_scores(out, name, dataset, scorer.proxies, genotypes, values, seconds, settings,
-                 bulk.batch_fingerprint(*batch))
+    write_scores(out, name, dataset, scorer.proxies, genotypes, values, seconds,
+                 bulk.batch_fingerprint(*batch), config=config)
     summary = {"archs": len(values), "seconds_with_compile": elapsed, "width": width,
                "non_finite": int(np.sum(~np.isfinite(values)))}
     if len(values) > 1:  # the first chunk includes compilation; the rest is throughput

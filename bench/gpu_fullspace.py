@@ -125,10 +125,9 @@ def worker(args) -> int:
     result["full_space"]["non_finite"] = int(np.sum(~np.isfinite(values)))
     save()
     seconds = result["full_space"]["seconds_with_compile"] / done
-    settings = bulk.run_settings(nb201, {"config": config})[2]
     gpu_check.write_scores(args.out, f"full-{args.name}", "cifar10", scorer.proxies,
-                           space[:done], values, [seconds] * done, settings,
-                           bulk.batch_fingerprint(*batch))
+                           space[:done], values, [seconds] * done,
+                           bulk.batch_fingerprint(*batch), config=config)
     return 0
 
 

@@ -56,7 +56,8 @@ def _score(space, proxies, config, genotypes, batch) -> dict:
                     "bits": [_bits(float(r[proxy])) for r in rows]} for proxy in proxies}
 
 
-def snapshot(spaces, num_archs: int) -> dict:
+def snapshot(spaces, num_archs: int, out: str) -> dict:
+    """Score every space, rewriting ``out`` after each (a long run keeps what it finished)."""
     results = {}
     for name in spaces:
         overrides, batch_size, _ = _configs()[name]
@@ -76,6 +77,8 @@ def snapshot(spaces, num_archs: int) -> dict:
                 except Exception as error:
                     per_space[proxy] = {"error": f"{type(error).__name__}: {error}"}
         results[name] = {"archs": space.arch_strings(genotypes), "proxies": per_space}
+        with open(out, "w") as file:
+            json.dump(results, file, indent=1)
     return results
 
 
@@ -129,9 +132,7 @@ def main() -> int:
         return compare(*args.compare)
     if not args.out:
         parser.error("give --out or --compare")
-    results = snapshot(args.spaces.split(","), args.archs)
-    with open(args.out, "w") as file:
-        json.dump(results, file, indent=1)
+    snapshot(args.spaces.split(","), args.archs, args.out)
     return 0
 
 

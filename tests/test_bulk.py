@@ -1,7 +1,9 @@
 """zcjax.bulk / zcjax.store / `zcjax score-space`: chunked scoring into a resumable store."""
 
 import dataclasses
+import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,17 +161,54 @@ def test_adding_a_proxy_scores_only_that_proxy(tmp_path, tiny_batch, monkeypatch
     assert len(stubs) == 2 and summary.rows_skipped == 4  # nothing to do: nothing built
 
 
-def test_settings_are_part_of_the_identity(tmp_path, tiny_batch, monkeypatch):
+def test_settings_hold_only_what_each_proxy_reads(tmp_path, tiny_batch, monkeypatch):
     monkeypatch.setattr(api, "make_scorer", lambda space, proxies, **o: _StubScorer(proxies))
-    options = {"key": 0, "dataset": "d", "progress": False, "archs": ARCHS[:2]}
-    bulk.score_space("nb201", "snip", tiny_batch, out=tmp_path, config=TINY, **options)
-    again = bulk.score_space("nb201", "snip", tiny_batch, out=tmp_path, config=TINY,
+    options = {"key": 0, "dataset": "d", "progress": False, "archs": ARCHS[:2], "config": TINY}
+    monkeypatch.setattr(_StubScorer, "__call__", lambda self, genotype, batch, key: {
+        name: np.float64(len(name)) for name in self.proxies})
+    bulk.score_space("nb201", "snip,naswot", tiny_batch, out=tmp_path, **options)
+    again = bulk.score_space("nb201", "snip,naswot", tiny_batch, out=tmp_path,
                              activation_bn="init", **options)  # the default, spelt out
     assert again.rows_written == 0
-    changed = bulk.score_space("nb201", "snip", tiny_batch, out=tmp_path, config=TINY,
+    changed = bulk.score_space("nb201", "snip,naswot", tiny_batch, out=tmp_path,
                                activation_bn="batch", **options)
-    assert changed.rows_written == 2
-    assert store.read_results(tmp_path).settings.nunique() == 2
+    assert (changed.rows_written, changed.rows_skipped) == (2, 2)  # naswot only
+    frame = store.read_results(tmp_path)
+    settings = {proxy: [json.loads(s) for s in rows.settings.unique()]
+                for proxy, rows in frame.groupby("proxy")}
+    assert [s["options"] for s in settings["snip"]] == [{}]
+    assert sorted(s["options"]["activation_bn"] for s in settings["naswot"]) == ["batch", "init"]
+    assert all(s["config"]["channels"] == list(TINY.channels) for s in settings["naswot"])
+    with pytest.raises(TypeError, match="activation_bn"):  # snip reads no such option
+        bulk.score_space("nb201", "snip", tiny_batch, out=tmp_path, activation_bn="batch",
+                         **options)
+
+
+# Written by main at ca60768, before proxies owned their options (tests/data/README.md).
+OLD_STORE = TESTS / "data" / "store_before_issue12"
+OLD_STORE_ARCHS = (ARCHS[0], ARCHS[1], ARCHS[2], ARCHS[5])
+
+
+def test_a_store_written_before_proxies_owned_options_resumes(tmp_path, tiny_batch,
+                                                              monkeypatch):
+    out = tmp_path / "old"
+    shutil.copytree(OLD_STORE, out)
+    built = []
+    monkeypatch.setattr(api, "make_scorer",
+                        lambda space, proxies, **o: built.append(proxies) or _StubScorer(proxies))
+    options = {"key": 0, "dataset": "imagenet16-120", "chunk": 2, "config": TINY,
+               "progress": False}
+    summary = bulk.score_space("nb201", "params,naswot,synflow", tiny_batch, out=out,
+                               archs=OLD_STORE_ARCHS, **options)
+    assert (summary.rows_written, summary.rows_skipped, built) == (0, 12, [])
+    summary = bulk.score_space("nb201", "naswot", tiny_batch, out=out, activation_bn="batch",
+                               archs=OLD_STORE_ARCHS[:2], **options)
+    assert (summary.rows_written, summary.rows_skipped, built) == (0, 2, [])
+    # A changed option that params does not read leaves params resumable.
+    summary = bulk.score_space("nb201", "params,synflow", tiny_batch, out=out,
+                               synflow_reduction_bn=True, archs=OLD_STORE_ARCHS, **options)
+    assert (summary.rows_written, summary.rows_skipped) == (4, 4)
+    assert built == [("synflow",)]
 
 
 def test_part_files_are_atomic(tmp_path, monkeypatch):

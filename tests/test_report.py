@@ -4,8 +4,10 @@ Expected values are computed here directly with scipy.stats and pandas on the sy
 arrays, never through zcjax.metrics or zcjax.report.
 """
 
+import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +16,7 @@ import scipy.stats
 from conftest import shared_file
 
 import zcjax
-from zcjax import benchmarks, cli, report
+from zcjax import benchmarks, cli, report, store
 
 N_BENCH, N_SCORED, N_MISSING = 60, 50, 5
 
@@ -229,3 +231,75 @@ def test_cli_missing_results(tmp_path, capsys):
     csv = str(shared_file("nb201", "nb201_accuracies.csv.gz"))
     assert cli.main(["correlate", str(tmp_path / "none"), "--benchmark", csv]) == 2
     assert "results not found" in capsys.readouterr().err
+
+
+# A store written by zcjax before proxies owned their options (main at ca60768,
+# tests/data/README.md): naswot on 4 archs with activation_bn "init" and on 2 of them again
+# with "batch", params and synflow on all 4; every row holds all six old options.
+OLD_STORE = Path(__file__).parent / "data" / "store_before_issue12"
+
+
+def _toy_benchmark(archs):
+    accuracy = pd.Series(np.linspace(60, 90, len(archs)), index=list(archs))
+    return benchmarks.Benchmark("toy", pd.DataFrame({"cifar10": accuracy}).rename_axis("arch"))
+
+
+def test_two_identities_of_one_proxy_are_refused_not_averaged():
+    frame = store.read_results(OLD_STORE)
+    bench = _toy_benchmark(frame["arch"].unique())
+    with pytest.raises(ValueError, match=r"proxy 'naswot' has scores of 2 run identities.*"
+                       r"options\.activation_bn: 'batch', 'init'.*select=\{'activation_bn'"):
+        zcjax.correlate(frame, bench, "cifar10")
+    # Proxies with one identity are unaffected; picking one naswot identity works.
+    table = zcjax.correlate(frame, bench, "cifar10", proxies=["params", "synflow"])
+    assert list(table["n_archs"]) == [4, 4] and list(table["n_seeds"]) == [1, 1]
+    init = zcjax.correlate(frame, bench, "cifar10", select={"activation_bn": "init"})
+    batch = zcjax.correlate(frame, bench, "cifar10", select={"activation_bn": "batch"})
+    assert init.loc["naswot", "n_archs"] == 4 and batch.loc["naswot", "n_archs"] == 2
+    assert init.loc["params", "n_archs"] == batch.loc["params", "n_archs"] == 4
+    naswot = frame[frame["proxy"] == "naswot"]
+    expected = naswot[naswot["settings"].str.contains('"activation_bn": "batch"')]
+    assert len(expected) == 2
+    with pytest.raises(ValueError, match="no results match"):
+        zcjax.correlate(frame, bench, "cifar10", select={"activation_bn": "nonsense"})
+
+
+def test_seeds_of_one_identity_are_averaged_other_batches_refused(synthetic):
+    results, bench, expected, acc = synthetic
+    results = results.assign(batch_id="b0", settings="{}")
+    table = zcjax.correlate(results, bench, "cifar10", proxies=["flaky"])
+    assert table.loc["flaky", "n_seeds"] == 2
+    other_batch = pd.concat([results, results.assign(batch_id="b1", seed=5)])
+    with pytest.raises(ValueError, match=r"'good' has scores of 2 run identities.*batch_id: "
+                       r"'b0', 'b1'"):
+        zcjax.correlate(other_batch, bench, "cifar10")
+    picked = zcjax.correlate(other_batch, bench, "cifar10", select={"batch_id": "b0"})
+    pd.testing.assert_frame_equal(picked, zcjax.correlate(results, bench, "cifar10"))
+    with pytest.raises(KeyError, match="no settings column"):
+        zcjax.correlate(results.drop(columns="settings"), bench, "cifar10",
+                        select={"activation_bn": "init"})
+
+
+def test_old_store_settings_read_in_todays_form():
+    frame = store.read_results(OLD_STORE)
+    params = frame.loc[frame["proxy"] == "params", "settings"].unique()
+    naswot = set(frame.loc[frame["proxy"] == "naswot", "settings"])
+    synflow = frame.loc[frame["proxy"] == "synflow", "settings"].unique()
+    assert len(params) == 1 and json.loads(params[0])["options"] == {}
+    assert [json.loads(s)["options"] for s in synflow] == [{"synflow_reduction_bn": False}]
+    assert sorted(json.loads(s)["options"]["activation_bn"] for s in naswot) == ["batch", "init"]
+    raw = pd.read_parquet(OLD_STORE)
+    assert all(len(json.loads(s)["options"]) == 6 for s in raw["settings"])  # as written
+
+
+def test_cli_select(capsys):
+    csv = shared_file("nb201", "nb201_accuracies.csv.gz")
+    assert cli.main(["correlate", str(OLD_STORE), "--benchmark", str(csv)]) == 2
+    assert "--select activation_bn=VALUE" in capsys.readouterr().err
+    assert cli.main(["correlate", str(OLD_STORE), "--benchmark", str(csv),
+                     "--select", "activation_bn=batch", "--no-partial"]) == 0
+    out = capsys.readouterr().out
+    assert "naswot" in out and "params" in out
+    assert cli.main(["correlate", str(OLD_STORE), "--benchmark", str(csv),
+                     "--select", "oops"]) == 2
+    assert "FIELD=VALUE" in capsys.readouterr().err

@@ -3,8 +3,9 @@
 :func:`score_space` scores every architecture of a space (or a given list) on one
 minibatch and writes one Parquet part per finished chunk to a results store
 (:mod:`zcjax.store`). Rerunning the same call skips every (architecture, proxy) already
-stored for the same run identity (space, dataset, batch, seed, network configuration and
-proxy options), so a killed run resumes with nothing lost and nothing duplicated.
+stored for the same run identity (:class:`zcjax.store.RunIdentity`: space, dataset, batch,
+seed, and settings: the network configuration and the options that proxy reads), so a
+killed run resumes with nothing lost and nothing duplicated.
 
 Parallelism. The scorer is compiled once (genotypes are data) and architectures are
 scored one at a time: vmapping over genotypes turns every ``lax.switch`` into a select
@@ -26,9 +27,10 @@ import hashlib
 import json
 import multiprocessing
 import os
+import pickle
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -38,7 +40,8 @@ from jax.experimental.compilation_cache import compilation_cache
 from tqdm.auto import tqdm
 
 from zcjax import api, data, store
-from zcjax.proxies import Options, registry
+from zcjax import settings as settings_lib
+from zcjax.proxies import registry
 
 CACHE_DIR_ENV = "ZCJAX_CACHE_DIR"
 DEFAULT_CHUNK = 100
@@ -130,13 +133,16 @@ def score_space(
       batch_id: identity of the batch in the store; default :func:`batch_fingerprint`.
       seed: the int recorded for ``key``; required when ``key`` is a key, defaults to
         ``key`` when it is an int.
-      workers: worker processes (CPU); 1 scores in this process.
+      workers: worker processes (CPU); 1 scores in this process. Proxies registered by
+        the user are registered in the workers too; ones defined in ``__main__`` (a
+        notebook) cannot travel there and are refused with ``workers > 1``.
       cache_dir: persistent compilation cache directory (default ``$ZCJAX_CACHE_DIR``;
         none when both are unset); see :func:`use_compilation_cache`.
       progress: show a tqdm progress bar (architectures per second, ETA).
       **scorer_options: passed to :func:`zcjax.make_scorer`: ``config``, ``num_classes``,
-        ``image_size`` and the fields of :class:`zcjax.proxies.Options`. They are recorded
-        as the ``settings`` column (canonical JSON), part of the identity.
+        ``image_size`` and the proxies' options (:func:`zcjax.proxies.options_read`). Each
+        row's ``settings`` column records the network config and the options its proxy
+        reads (:func:`run_settings`), part of its run identity.
 
     Returns:
       A :class:`Summary`.
@@ -146,14 +152,16 @@ def score_space(
         batch, key or argument; ``out`` a file or a directory of foreign Parquet files.
     """
     started = time.perf_counter()
-    space_module = api.get_space(space)
-    names = tuple(proxy.name for proxy in registry.resolve(proxies))
+    space_def = api.get_space(space)
+    resolved = registry.resolve(proxies)
+    names = tuple(proxy.name for proxy in resolved)
     key, seed = _key_and_seed(key, seed)
     chunk = _positive_int("chunk", chunk)
     workers = _positive_int("workers", workers)
     if not isinstance(dataset, str) or not dataset:
         raise ValueError(f"dataset must be a non-empty name, got {dataset!r}")
-    config, options, settings = run_settings(space_module, scorer_options)
+    config, options, settings = run_settings(space_def, scorer_options, resolved)
+    user_proxies = _portable_user_proxies(resolved) if workers > 1 else ()
     images, labels = data.validate_batch(batch, image_size=config.image_size,
                                          num_classes=config.num_classes)
     images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int32)
@@ -161,11 +169,11 @@ def score_space(
         batch_id = batch_fingerprint(images, labels)
     elif not isinstance(batch_id, str) or not batch_id:
         raise ValueError(f"batch_id must be a non-empty string, got {batch_id!r}")
-    genotypes, arch_names = _architectures(space_module, archs)
+    genotypes, arch_names = _architectures(space_def, archs)
 
-    run = {"space": space, "dataset": dataset, "batch_id": batch_id, "seed": seed,
-           "settings": settings}
-    stored = store.stored_pairs(out, run)
+    runs = {name: store.RunIdentity(space_def.name, dataset, batch_id, seed, settings[name])
+            for name in names}
+    stored = store.stored_pairs(out, runs)
     missing = [[name for name in names if (arch, name) not in stored] for arch in arch_names]
     todo = [index for index, wanted in enumerate(missing) if wanted]
     rows_skipped = len(arch_names) * len(names) - sum(map(len, missing))
@@ -184,11 +192,12 @@ def score_space(
         use_compilation_cache(cache_dir)
 
     todo = np.asarray(todo)
-    indices = _genotype_indices(space_module, genotypes[todo])
+    indices = _genotype_indices(space_def, genotypes[todo])
     chunks = [todo[start:start + chunk] for start in range(0, len(todo), chunk)]
     run_token = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    spec = _WorkerSpec(space, needed, config, options, images, labels, *_portable_key(key),
-                       None if cache_dir is None else os.fspath(cache_dir))
+    spec = _WorkerSpec(space_def.name, needed, config, options, images, labels,
+                       *_portable_key(key), None if cache_dir is None else os.fspath(cache_dir),
+                       user_proxies)
     parts, rows_written, non_finite = [], 0, 0
     bar = tqdm(total=len(todo), unit="arch", desc=f"{space} {','.join(needed)}",
                disable=not progress, dynamic_ncols=True)
@@ -196,8 +205,9 @@ def score_space(
 
     def finish(number, members, values, seconds):
         nonlocal rows_written, non_finite
-        rows = _rows(run, needed, members, arch_names, [indices[position[m]] for m in members],
-                     [missing[m] for m in members], values, seconds)
+        rows = score_rows(runs, needed, [arch_names[m] for m in members],
+                          [indices[position[m]] for m in members], values, seconds,
+                          [missing[m] for m in members])
         parts.append(store.write_part(out, store.new_part_name(run_token, number), rows))
         rows_written += len(rows["value"])
         non_finite += int(np.sum(~np.isfinite(rows["value"])))
@@ -241,39 +251,79 @@ def _key_and_seed(key, seed) -> tuple[jax.Array, int]:
     return key, int(seed)
 
 
-def run_settings(space_module, scorer_options: dict[str, Any]):
-    """(network config, proxy options, canonical JSON of both): the store's ``settings``.
+def run_settings(space, scorer_options: dict[str, Any], proxies) -> tuple[Any, dict, dict]:
+    """The network config, the validated proxy options, and each proxy's ``settings``.
 
-    Other writers of the store (e.g. bench/gpu_check.py) use it so their rows resume and
-    correlate like score_space's own.
+    A proxy's settings (:func:`zcjax.settings.encode`) hold the network config and only the
+    options that proxy reads, so an option added for one proxy leaves every other proxy's
+    stored rows resumable. Other writers of the store (bench/gpu_check.py) use it so their
+    rows resume and correlate like score_space's own.
+
+    Args:
+      space: a :class:`zcjax.SearchSpace` or its name.
+      scorer_options: ``config``, ``num_classes``, ``image_size`` and proxy options.
+      proxies: names or :class:`zcjax.proxies.Proxy` objects (as for ``registry.resolve``).
+
+    Returns:
+      ``(config, options, {proxy name: settings JSON})``.
+
+    Raises:
+      TypeError: an option none of the proxies reads. ValueError: a bad option value, or
+        ``per_layer`` (the store holds one score per proxy).
     """
+    space = api.get_space(space)
+    resolved = tuple(registry.resolve(proxies) if not _are_proxies(proxies) else proxies)
     options = dict(scorer_options)
     if "per_layer" in options:
         raise ValueError("score_space stores one score per proxy; per_layer is not supported")
     config = options.pop("config", None)
-    config = space_module.Config() if config is None else config
+    config = space.Config() if config is None else config
     for name in ("num_classes", "image_size"):
         value = options.pop(name, None)
         if value is not None:
             config = dataclasses.replace(config, **{name: int(value)})
-    valid = {field.name for field in dataclasses.fields(Options)}
-    unknown = sorted(set(options) - valid)
-    if unknown:
-        raise ValueError(f"unknown scorer option(s) {', '.join(unknown)}; valid: config, "
-                         f"num_classes, image_size, {', '.join(sorted(valid))}")
-    settings = json.dumps({"config": dataclasses.asdict(config),
-                           "options": dataclasses.asdict(Options(**options))},
-                          sort_keys=True, default=repr)
+    validated = registry.validate_options(resolved, options)
+    settings = {proxy.name: settings_lib.encode(config, registry.proxy_settings(proxy, validated))
+                for proxy in resolved}
     return config, options, settings
 
 
-def _architectures(space_module, archs) -> tuple[np.ndarray, list[str]]:
+def _are_proxies(proxies) -> bool:
+    return isinstance(proxies, (tuple, list)) and all(
+        isinstance(p, registry.Proxy) for p in proxies) and len(proxies) > 0
+
+
+def _portable_user_proxies(resolved) -> tuple:
+    """The user-registered proxies (and passes) worker processes must register too.
+
+    Spawned workers import zcjax afresh, so a proxy registered in this process exists there
+    only if it is sent along; its functions travel by reference (pickle), which fails for
+    functions defined in ``__main__`` (a notebook or a script).
+    """
+    user = tuple(proxy for proxy in resolved if not registry.is_builtin(proxy.name))
+    passes = registry.user_passes(user)
+    for item in user + passes:
+        module = getattr(item.fn, "__module__", None)
+        try:
+            pickle.dumps(item)
+        except Exception as error:  # pickling raises many types; all mean "cannot travel"
+            raise ValueError(f"{type(item).__name__.lower()} {item.name!r} cannot be sent to "
+                             f"worker processes ({error}); use workers=1") from None
+        if module in (None, "__main__"):
+            raise ValueError(
+                f"{type(item).__name__.lower()} {item.name!r} was registered from __main__ "
+                "(a notebook or a script), which worker processes cannot import: define it "
+                "in an importable module, or use workers=1")
+    return passes + user
+
+
+def _architectures(space, archs) -> tuple[np.ndarray, list[str]]:
     """Distinct genotypes (first occurrence kept) and their canonical arch strings."""
     if archs is None:
-        if not hasattr(space_module, "all_genotypes"):
-            raise ValueError(f"space {space_module.__name__} does not enumerate its "
-                             "architectures; pass archs=")
-        genotypes = np.asarray(space_module.all_genotypes(), np.int32)
+        if not space.offers("all_genotypes"):
+            raise ValueError(f"space {space.name!r} does not enumerate its architectures "
+                             "(no all_genotypes); pass archs=")
+        genotypes = np.asarray(space.all_genotypes(), np.int32)
     else:
         if isinstance(archs, (str, bytes)):
             raise ValueError("archs must be a sequence of arch strings or genotypes, not one "
@@ -281,13 +331,13 @@ def _architectures(space_module, archs) -> tuple[np.ndarray, list[str]]:
         checked = []
         for position, arch in enumerate(archs):
             try:
-                checked.append(space_module.check_arch(arch))
+                checked.append(space.check_arch(arch))
             except ValueError as error:
                 raise ValueError(f"archs[{position}]: {error}") from None
         if not checked:
             raise ValueError("archs is empty; pass None to score the whole space")
         genotypes = np.stack(checked).astype(np.int32)
-    strings = space_module.arch_strings(genotypes)
+    strings = space.arch_strings(genotypes)
     seen: dict[str, int] = {}
     for index, arch in enumerate(strings):
         seen.setdefault(arch, index)
@@ -295,12 +345,12 @@ def _architectures(space_module, archs) -> tuple[np.ndarray, list[str]]:
     return genotypes[first], [strings[i] for i in first]
 
 
-def _genotype_indices(space_module, genotypes: np.ndarray) -> list[int | None]:
+def _genotype_indices(space, genotypes: np.ndarray) -> list[int | None]:
     """Each genotype's row in the space's ``all_genotypes()`` (None if not enumerable)."""
-    if not hasattr(space_module, "all_genotypes"):
+    if not space.offers("all_genotypes"):
         return [None] * len(genotypes)
     table = {row.tobytes(): index for index, row in
-             enumerate(np.ascontiguousarray(space_module.all_genotypes(), np.int32))}
+             enumerate(np.ascontiguousarray(space.all_genotypes(), np.int32))}
     return [table.get(np.ascontiguousarray(g, np.int32).tobytes()) for g in genotypes]
 
 
@@ -311,19 +361,31 @@ def _portable_key(key) -> tuple[np.ndarray, str | None]:
     return np.asarray(key), None
 
 
-def _rows(run, proxies, members, arch_names, indices, missing, values, seconds):
-    """The store columns of one chunk: only the (arch, proxy) pairs not yet stored."""
+def score_rows(runs: Mapping[str, store.RunIdentity], proxies: Sequence[str],
+               archs: Sequence[str], indices: Sequence[int | None], values, seconds,
+               wanted: Sequence[Collection[str]] | None = None) -> dict[str, Any]:
+    """Store columns for scored architectures (:func:`zcjax.store.write_part`'s ``rows``).
+
+    Args:
+      runs: each proxy's run identity.
+      proxies: the proxies, in the column order of ``values``.
+      archs: canonical arch strings, one per row of ``values``.
+      indices: each arch's ``genotype_index`` (None where the space does not enumerate).
+      values: (archs, proxies) scores; non-finite values are stored as they are.
+      seconds: per arch, the wall time of its scoring call.
+      wanted: per arch, the proxies to store (default all): the pairs not yet stored.
+    """
     rows = {column: [] for column in store.SCHEMA.names}
-    for row, (member, index, wanted) in enumerate(zip(members, indices, missing)):
+    for row, (arch, index) in enumerate(zip(archs, indices)):
         for column, name in enumerate(proxies):
-            if name not in wanted:
+            if wanted is not None and name not in wanted[row]:
                 continue
-            for field, value in run.items():
+            for field, value in runs[name].row().items():
                 rows[field].append(value)
-            rows["arch"].append(arch_names[member])
+            rows["arch"].append(arch)
             rows["genotype_index"].append(index)
             rows["proxy"].append(name)
-            rows["value"].append(float(values[row, column]))
+            rows["value"].append(float(values[row][column]))
             rows["seconds"].append(float(seconds[row]))
     rows["value"] = np.asarray(rows["value"], np.float64)
     return rows
@@ -345,6 +407,7 @@ class _WorkerSpec:
     key_data: np.ndarray
     key_impl: str | None
     cache_dir: str | None
+    user_registered: tuple = ()  # user passes and proxies, registered in each worker
 
 
 class _ChunkScorer:
@@ -382,6 +445,7 @@ _WORKER: _ChunkScorer | None = None
 
 def _init_worker(spec: _WorkerSpec) -> None:
     global _WORKER
+    registry.register_all(spec.user_registered)
     if spec.cache_dir is not None:
         use_compilation_cache(spec.cache_dir)
     _WORKER = _ChunkScorer(spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -66,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
                            "several (default: the one named like --dataset)")
     correlate.add_argument("--proxies", default=None,
                            help="comma-separated proxies to report (default: all in the results)")
+    correlate.add_argument("--select", action="append", default=[], metavar="FIELD=VALUE",
+                           help="keep the rows of one run identity when a proxy's scores come "
+                           "from several: a store column (batch_id=..., seed=0) or a setting "
+                           "(activation_bn=batch, config.channels=[16,32,64]); VALUE is read "
+                           "as JSON when it parses, else as text; repeatable (default: none)")
     correlate.add_argument("--plot", default=None, metavar="DIR",
                            help="write one score-rank vs accuracy PNG per proxy into DIR")
     correlate.add_argument("--top-fraction", type=float, default=0.1)
@@ -165,7 +171,8 @@ def _correlate(args) -> int:
     bench = benchmarks.load_benchmark(args.benchmark, space=args.space)
     column = bench.column(args.dataset)
     chosen = None if args.proxies is None else [p for p in args.proxies.split(",") if p]
-    options = dict(proxies=chosen, results_dataset=args.results_dataset)
+    options = dict(proxies=chosen, results_dataset=args.results_dataset,
+                   select=_selection(args.select))
     results = report.load_results(args.results)  # read once for both tables
     table = report.correlate(results, bench, column, top_fraction=args.top_fraction,
                              top_k=args.top_k, plot_dir=args.plot, **options)
@@ -178,6 +185,20 @@ def _correlate(args) -> int:
     if args.plot is not None:
         print(f"\n{len(table)} plots written to {args.plot}", file=sys.stderr)
     return 0
+
+
+def _selection(pairs: list[str]) -> dict[str, object]:
+    """``["activation_bn=batch", "seed=0"]`` -> ``{"activation_bn": "batch", "seed": 0}``."""
+    selection = {}
+    for pair in pairs:
+        name, separator, text = pair.partition("=")
+        if not separator or not name:
+            raise ValueError(f"--select takes FIELD=VALUE, got {pair!r}")
+        try:
+            selection[name] = json.loads(text)
+        except ValueError:
+            selection[name] = text
+    return selection
 
 
 def _archs_to_score(args, space, key):

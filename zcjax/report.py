@@ -10,6 +10,12 @@ Conventions:
 
 * Higher scores are better for every proxy (a negative correlation says the proxy ranks
   backwards; nothing is flipped silently).
+* Scores are grouped by run identity (:class:`zcjax.store.RunIdentity`: space, dataset,
+  batch, settings, seed). Only seeds of ONE identity are averaged: a proxy whose rows come
+  from two identities that differ in anything but the seed (another batch, another option
+  value, another network config) is refused with an error naming the differing fields,
+  unless ``select=`` picks one. A results frame without some identity columns is taken to
+  agree on them.
 * Several seeds per (arch, proxy) are averaged (arithmetic mean) before correlating; a
   non-finite value on any seed makes the mean non-finite, so that architecture is dropped
   for that proxy rather than scored from its remaining seeds. ``n_seeds`` reports how many.
@@ -29,13 +35,15 @@ import itertools
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from zcjax import metrics, store
+from zcjax import settings as settings_lib
 from zcjax.benchmarks import Benchmark, load_benchmark
 
 __all__ = ["correlate", "load_results", "partial_correlations", "plot_rank_scatter"]
@@ -78,7 +86,72 @@ def load_results(results: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
     if frame.empty:
         raise ValueError(f"{source}: no results")
     # Partitioned datasets read back as categoricals; compare plain strings.
-    return frame.astype({"arch": str, "proxy": str, "value": "float64"})
+    frame = frame.astype({"arch": str, "proxy": str, "value": "float64"})
+    if "settings" in frame.columns:
+        frame["settings"] = settings_lib.canonical_column(frame)
+    return frame
+
+
+def _identity_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in store.RUN_COLUMNS if c != "seed" and c in frame.columns]
+
+
+def _matches(frame: pd.DataFrame, name: str, value: Any) -> pd.Series:
+    """Rows that agree with ``select``'s ``name=value`` (rows lacking the field agree)."""
+    if name in store.RUN_COLUMNS:
+        if name not in frame.columns:
+            raise KeyError(f"select={{{name!r}: ...}}: the results have no {name} column")
+        return frame[name] == value
+    if "settings" not in frame.columns:
+        raise KeyError(f"select={{{name!r}: ...}}: the results have no settings column")
+    cache = {}
+    for settings in frame["settings"].unique():
+        flat = settings_lib.flatten(settings)
+        keys = [k for k in flat if k == name or k.split(".", 1)[-1] == name]
+        cache[settings] = all(flat[k] == value for k in keys)
+    return frame["settings"].map(cache).astype(bool)
+
+
+def _select(frame: pd.DataFrame, select: Mapping[str, Any] | None) -> pd.DataFrame:
+    if not select:
+        return frame
+    for name, value in select.items():
+        frame = frame[_matches(frame, name, value)]
+    if frame.empty:
+        raise ValueError(f"no results match select={dict(select)!r}")
+    return frame
+
+
+def _describe(values: Iterable[Any]) -> str:
+    return ", ".join(sorted(repr(v) for v in values))
+
+
+def _check_one_identity(frame: pd.DataFrame) -> None:
+    """Refuse a proxy whose rows come from several run identities (seeds aside)."""
+    columns = _identity_columns(frame)
+    if not columns:
+        return
+    for proxy, rows in frame.groupby("proxy", sort=False):
+        distinct = rows[columns].drop_duplicates()
+        if len(distinct) < 2:
+            continue
+        differing = {}
+        for column in columns:
+            if column == "settings":
+                flat = [settings_lib.flatten(s) for s in distinct["settings"]]
+                for key in sorted(set().union(*flat)):
+                    values = {repr(f.get(key)) for f in flat}
+                    if len(values) > 1:
+                        differing[key] = values
+            elif distinct[column].nunique() > 1:
+                differing[column] = set(map(repr, distinct[column]))
+        fields = "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in differing.items())
+        name = next(iter(differing)).split(".", 1)[-1]
+        raise ValueError(
+            f"proxy {proxy!r} has scores of {len(distinct)} run identities that differ in "
+            f"more than the seed ({fields}); averaging them would mix experiments. Pick one "
+            f"with select={{{name!r}: ...}} (CLI: --select {name}=VALUE), or correlate each "
+            "separately")
 
 
 def _select_dataset(frame: pd.DataFrame, dataset: str, results_dataset: str | None):
@@ -103,12 +176,13 @@ def _select_dataset(frame: pd.DataFrame, dataset: str, results_dataset: str | No
     return frame[frame["dataset"].astype(str) == matching[0]]
 
 
-def _prepare(results, benchmark, dataset, proxies, results_dataset):
+def _prepare(results, benchmark, dataset, proxies, results_dataset, select):
     """Mean score per (proxy, arch), seeds per proxy, and the accuracies."""
     if not isinstance(benchmark, Benchmark):
         benchmark = load_benchmark(benchmark)
     accuracy = benchmark.accuracy(dataset)
     frame = _select_dataset(load_results(results), dataset, results_dataset)
+    frame = _select(frame, select)
     available = list(pd.unique(frame["proxy"]))
     if proxies is None:
         proxies = available
@@ -119,6 +193,7 @@ def _prepare(results, benchmark, dataset, proxies, results_dataset):
             raise KeyError(f"no results for proxy {', '.join(map(repr, unknown))}; the results "
                            f"hold: {', '.join(available)}")
         frame = frame[frame["proxy"].isin(proxies)]
+    _check_one_identity(frame)
     # groupby's mean skips NaN; a NaN seed must make the mean NaN (see module docstring).
     frame = frame.assign(_nan=frame["value"].isna())
     grouped = frame.groupby(["proxy", "arch"], sort=False)
@@ -149,6 +224,7 @@ def correlate(
     top_k: int = 50,
     plot_dir: str | os.PathLike | None = None,
     results_dataset: str | None = None,
+    select: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Rank agreement of every proxy's scores with the benchmark's accuracies on ``dataset``.
 
@@ -166,6 +242,10 @@ def correlate(
         as ``{proxy}_{dataset}.png`` (needs matplotlib: ``pip install 'zcjax[plot]'``).
       results_dataset: which rows of the results' ``dataset`` column to use when it holds
         several; default the one named like ``dataset``.
+      select: keep only the rows of one run identity: ``{field: value}`` with a field of
+        :data:`zcjax.store.RUN_COLUMNS` (``batch_id``, ``seed``, ...) or a name inside the
+        settings (``"activation_bn"``, ``"options.activation_bn"``, ``"config.channels"``;
+        rows whose settings lack it, e.g. another proxy's, are kept).
 
     Returns:
       One row per proxy (index ``proxy``) with ``kendall_tau`` (tau-b), ``spearman_rho``,
@@ -176,15 +256,18 @@ def correlate(
 
     Raises:
       FileNotFoundError: results or benchmark file missing.
-      KeyError: unknown dataset (the message lists the valid ones) or proxy.
-      ValueError: malformed results, or top_fraction outside (0, 1], or top_k < 1.
+      KeyError: unknown dataset (the message lists the valid ones) or proxy, or a
+        ``select`` field the results do not have.
+      ValueError: malformed results; a proxy with scores of several run identities (the
+        message names the differing fields); nothing matches ``select``; top_fraction
+        outside (0, 1], or top_k < 1.
     """
     if not 0 < top_fraction <= 1:
         raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     scores, seeds, accuracy, benchmark = _prepare(results, benchmark, dataset, proxies,
-                                                  results_dataset)
+                                                  results_dataset, select)
     fraction_column, k_column = _overlap_columns(top_fraction, top_k)
     rows = []
     for proxy, score in scores.items():
@@ -219,6 +302,7 @@ def partial_correlations(
     *,
     proxies: Sequence[str] | None = None,
     results_dataset: str | None = None,
+    select: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The paper's partial Kendall correlation of every pair of proxies given the accuracy.
 
@@ -236,7 +320,8 @@ def partial_correlations(
     Raises:
       As :func:`correlate`.
     """
-    scores, _, accuracy, _ = _prepare(results, benchmark, dataset, proxies, results_dataset)
+    scores, _, accuracy, _ = _prepare(results, benchmark, dataset, proxies, results_dataset,
+                                      select)
     rows = []
     for x, y in itertools.combinations(scores, 2):
         joined = pd.concat([scores[x], scores[y], accuracy], axis=1, join="inner")

@@ -10,8 +10,10 @@ polars and DuckDB (``read_parquet('out/*.parquet')``) read the store directly, w
 zcjax, and ignore what a killed run left behind (such files may be deleted by hand).
 
 Columns (:data:`SCHEMA`):
-  space, dataset, batch_id, seed, settings: the run identity (``settings`` is canonical
-    JSON of the network configuration and the proxy options).
+  space, dataset, batch_id, seed, settings: the row's :class:`RunIdentity` (``settings`` is
+    canonical JSON of the network configuration and the options the row's proxy reads,
+    :mod:`zcjax.settings`; rows written before proxies owned their options are read in
+    today's form, so those stores keep resuming).
   arch: the canonical architecture string.
   genotype_index: the genotype's row in the space's ``all_genotypes()``, null when the
     space does not enumerate its genotypes. For NB201 it is the base-5 code of the six
@@ -24,6 +26,7 @@ Columns (:data:`SCHEMA`):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Mapping, Sequence
@@ -33,6 +36,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pa_dataset
 import pyarrow.parquet as pq
+
+from zcjax import settings as settings_lib
 
 SCHEMA = pa.schema([
     ("space", pa.string()),
@@ -46,7 +51,46 @@ SCHEMA = pa.schema([
     ("value", pa.float64()),
     ("seconds", pa.float64()),
 ])
-RUN_COLUMNS = ("space", "dataset", "batch_id", "seed", "settings")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunIdentity:
+    """What a stored score was computed from; rows of one identity are one experiment.
+
+    Two scores of one proxy are comparable (may be ranked together) only when every field
+    but ``seed`` agrees; scores of one identity but different seeds are repeats of one
+    experiment, which :func:`zcjax.correlate` averages.
+
+    Attributes:
+      space: search space name.
+      dataset: the data the batch comes from.
+      batch_id: identity of the minibatch (e.g. its content hash).
+      seed: the int of the initialisation key.
+      settings: canonical JSON of the network config and the options the proxy reads
+        (:func:`zcjax.settings.encode`).
+    """
+
+    space: str
+    dataset: str
+    batch_id: str
+    seed: int
+    settings: str
+
+    def row(self) -> dict[str, object]:
+        """The identity as store columns."""
+        return dataclasses.asdict(self)
+
+    def differences(self, other: RunIdentity) -> list[str]:
+        """The fields (``settings`` broken down to ``options.x`` / ``config.y``) that differ."""
+        fields = [name for name in RUN_COLUMNS if name != "settings"
+                  and getattr(self, name) != getattr(other, name)]
+        mine, theirs = (settings_lib.flatten(s) for s in (self.settings, other.settings))
+        fields += sorted(name for name in set(mine) | set(theirs)
+                         if mine.get(name) != theirs.get(name))
+        return fields
+
+
+RUN_COLUMNS = tuple(field.name for field in dataclasses.fields(RunIdentity))
 # A stored row is identified by its run identity plus these.
 ROW_COLUMNS = ("arch", "proxy")
 
@@ -106,29 +150,46 @@ def read_results(out: str | os.PathLike) -> pd.DataFrame:
       out: the store's directory.
 
     Returns:
-      A DataFrame with the columns of :data:`SCHEMA` (empty if no part is finished yet).
+      A DataFrame with the columns of :data:`SCHEMA` (empty if no part is finished yet);
+      ``settings`` in today's canonical form (:func:`zcjax.settings.canonical`).
 
     Raises:
       ValueError: ``out`` does not exist, is a file, or holds Parquet files of another
         schema.
     """
-    return _read_table(out, None).to_pandas()
+    return _canonical(_read_table(out, None).to_pandas())
 
 
-def stored_pairs(out: str | os.PathLike, run: Mapping[str, object]) -> set[tuple[str, str]]:
-    """The (arch, proxy) pairs already stored for one run identity.
+def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    if len(frame):
+        frame["settings"] = settings_lib.canonical_column(frame)
+    return frame
+
+
+def identities(frame: pd.DataFrame) -> list[RunIdentity]:
+    """The distinct run identities of a frame of store rows, in order of first appearance."""
+    distinct = frame[list(RUN_COLUMNS)].drop_duplicates()
+    return [RunIdentity(*row) for row in distinct.itertuples(index=False, name=None)]
+
+
+def stored_pairs(out: str | os.PathLike,
+                 runs: Mapping[str, RunIdentity]) -> set[tuple[str, str]]:
+    """The (arch, proxy) pairs already stored, each proxy under its own run identity.
 
     Args:
       out: the store's directory (need not exist yet).
-      run: a value for each of :data:`RUN_COLUMNS`.
+      runs: proxy name -> the identity its rows must have (settings differ per proxy:
+        each holds only the options that proxy reads).
     """
     if not Path(out).exists():
         return set()
-    table = _read_table(out, RUN_COLUMNS + ROW_COLUMNS).to_pandas()
-    mask = pd.Series(True, index=table.index)
-    for column in RUN_COLUMNS:
-        mask &= table[column] == run[column]
-    return set(zip(table.loc[mask, "arch"], table.loc[mask, "proxy"]))
+    table = _canonical(_read_table(out, RUN_COLUMNS + ROW_COLUMNS).to_pandas())
+    table = table[table["proxy"].isin(list(runs))]
+    wanted = pd.DataFrame([dict(run.row(), proxy=proxy) for proxy, run in runs.items()],
+                          columns=list(RUN_COLUMNS) + ["proxy"])
+    matched = table.merge(wanted.astype(table.dtypes[wanted.columns].to_dict()),
+                          on=list(RUN_COLUMNS) + ["proxy"])
+    return set(zip(matched["arch"], matched["proxy"]))
 
 
 def new_part_name(run_token: str, chunk: int) -> str:
