@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 
 import zcjax  # noqa: E402
 from zcjax import bulk, store  # noqa: E402
+from zcjax.api import in_x64  # noqa: E402
 from zcjax.proxies import CLASSIC  # noqa: E402
 from zcjax.spaces import nb201  # noqa: E402
 
@@ -69,21 +70,21 @@ def ready(outputs):
     return jax.block_until_ready(outputs)
 
 
+@in_x64
 def time_sequential(scorer, genotypes, batch, key, *, deadline):
     """Compile (first call), then seconds per architecture with asynchronous dispatch."""
     images, labels = batch
-    with jax.enable_x64(True):
-        started = time.perf_counter()
-        ready(scorer.compiled(jnp.asarray(genotypes[0]), images, labels, key))
-        compile_s = time.perf_counter() - started
-        started, done = time.perf_counter(), 0
-        outputs = []
-        for genotype in genotypes[1:]:
-            outputs.append(scorer.compiled(jnp.asarray(genotype), images, labels, key))
-            done += 1
-            if time.time() > deadline:
-                break
-        ready(outputs)
+    started = time.perf_counter()
+    ready(scorer.compiled(jnp.asarray(genotypes[0]), images, labels, key))
+    compile_s = time.perf_counter() - started
+    started, done = time.perf_counter(), 0
+    outputs = []
+    for genotype in genotypes[1:]:
+        outputs.append(scorer.compiled(jnp.asarray(genotype), images, labels, key))
+        done += 1
+        if time.time() > deadline:
+            break
+    ready(outputs)
     return compile_s, (time.perf_counter() - started) / max(done, 1), done
 
 
@@ -94,23 +95,24 @@ def vmapped(scorer):
     return jax.jit(jax.vmap(scorer.compiled, in_axes=(0, None, None, None)))
 
 
+@in_x64
 def time_vmap(scorer, genotypes, batch, key, width, *, deadline):
     images, labels = batch
     batched = vmapped(scorer)
     chunks = [genotypes[i:i + width] for i in range(0, len(genotypes) - width + 1, width)]
-    with jax.enable_x64(True):
-        started = time.perf_counter()
-        ready(batched(jnp.asarray(chunks[0]), images, labels, key))
-        compile_s = time.perf_counter() - started
-        started, done = time.perf_counter(), 0
-        for chunk in chunks[1:3]:
-            ready(batched(jnp.asarray(chunk), images, labels, key))
-            done += len(chunk)
-            if time.time() > deadline:
-                break
+    started = time.perf_counter()
+    ready(batched(jnp.asarray(chunks[0]), images, labels, key))
+    compile_s = time.perf_counter() - started
+    started, done = time.perf_counter(), 0
+    for chunk in chunks[1:3]:
+        ready(batched(jnp.asarray(chunk), images, labels, key))
+        done += len(chunk)
+        if time.time() > deadline:
+            break
     return compile_s, (time.perf_counter() - started) / max(done, 1), done
 
 
+@in_x64
 def time_per_architecture_jit(proxies, genotypes, batch, key, *, config, count):
     """One compilation per architecture (the reference path): compile + run each."""
     images, labels = batch
@@ -118,8 +120,7 @@ def time_per_architecture_jit(proxies, genotypes, batch, key, *, config, count):
     for genotype in genotypes[:count]:
         scorer = per_architecture_scorer(proxies, config=config)
         started = time.perf_counter()
-        with jax.enable_x64(True):
-            ready(scorer(tuple(int(op) for op in genotype), images, labels, key))
+        ready(scorer(tuple(int(op) for op in genotype), images, labels, key))
         costs.append(time.perf_counter() - started)
     return float(np.median(costs)), len(costs)
 
@@ -168,34 +169,34 @@ def measure(name, proxies, config, batch, key, *, deadline, widths, jit_archs=0,
     return entry
 
 
+@in_x64
 def score_archs(scorer, genotypes, batch, key, *, deadline, width=0, chunk=256):
     """Scores (n_done, n_proxies), chunk by chunk until the deadline: sequential calls with
     asynchronous dispatch (width 0) or vmap over ``width`` genotypes at a time."""
     images, labels = batch
     batched = vmapped(scorer) if width else None
     rows, seconds = [], []
-    with jax.enable_x64(True):
-        for start in range(0, len(genotypes), chunk):
-            if time.time() > deadline:
-                break
-            began = time.perf_counter()
-            part = genotypes[start:start + chunk]
-            if width:
-                pad = (-len(part)) % width
-                padded = np.concatenate([part, np.repeat(part[-1:], pad, 0)]) if pad else part
-                outputs = [batched(jnp.asarray(padded[i:i + width]), images, labels, key)
-                           for i in range(0, len(padded), width)]
-                outputs = jax.device_get(outputs)
-                values = np.concatenate([np.stack([np.asarray(o[p], np.float64)
-                                                   for p in scorer.proxies], 1)
-                                         for o in outputs])[:len(part)]
-            else:
-                outputs = jax.device_get([scorer.compiled(jnp.asarray(g), images, labels, key)
-                                          for g in part])
-                values = np.asarray([[float(o[p]) for p in scorer.proxies] for o in outputs])
-            per_arch = (time.perf_counter() - began) / len(part)
-            rows.append(values)
-            seconds += [per_arch] * len(part)
+    for start in range(0, len(genotypes), chunk):
+        if time.time() > deadline:
+            break
+        began = time.perf_counter()
+        part = genotypes[start:start + chunk]
+        if width:
+            pad = (-len(part)) % width
+            padded = np.concatenate([part, np.repeat(part[-1:], pad, 0)]) if pad else part
+            outputs = [batched(jnp.asarray(padded[i:i + width]), images, labels, key)
+                       for i in range(0, len(padded), width)]
+            outputs = jax.device_get(outputs)
+            values = np.concatenate([np.stack([np.asarray(o[p], np.float64)
+                                               for p in scorer.proxies], 1)
+                                     for o in outputs])[:len(part)]
+        else:
+            outputs = jax.device_get([scorer.compiled(jnp.asarray(g), images, labels, key)
+                                      for g in part])
+            values = np.asarray([[float(o[p]) for p in scorer.proxies] for o in outputs])
+        per_arch = (time.perf_counter() - began) / len(part)
+        rows.append(values)
+        seconds += [per_arch] * len(part)
     values = np.concatenate(rows) if rows else np.zeros((0, len(scorer.proxies)))
     return values, seconds
 

@@ -1,9 +1,11 @@
 """Scoring strategies the benchmarks compare with zcjax's compiled-once supernet.
 
 The compiled-once scorer itself is :func:`zcjax.make_scorer`; vmap over genotypes is
-``jax.vmap(scorer.compiled, in_axes=(0, None, None, None))``. What zcjax does not ship is
-the per-architecture path: the space's reference module (Python control flow on a static
-genotype) under one jit per architecture, built here.
+``api.in_x64(jax.vmap(scorer.compiled, in_axes=(0, None, None, None)))``. What zcjax does
+not ship is the per-architecture path: the space's reference module (Python control flow
+on a static genotype) under one jit per architecture, built here from the scorer's public
+pieces (:func:`zcjax.api.init_key`, :func:`zcjax.api.proxy_outputs`), so it computes what
+``make_scorer`` computes.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from zcjax.proxies import base, registry
+from zcjax import api
+from zcjax.proxies import registry
 from zcjax.spaces import nb201
 
 
 def per_architecture_scorer(proxies, *, config=nb201.Config(), **options):
     """``scorer(genotype_tuple, images, labels, key) -> {proxy: score}``, jitted with the
-    genotype static: every new architecture compiles anew (call inside x64 scope).
+    genotype static: every new architecture compiles anew (it enters x64 itself).
 
     The parameters are the compiled network's initialisation for the key (the two modules
     share one parameter tree), initialised outside the per-architecture program.
@@ -25,17 +28,18 @@ def per_architecture_scorer(proxies, *, config=nb201.Config(), **options):
     init = jax.jit(nb201.network(config).init)
     network = nb201.reference_network(config)
     resolved = registry.resolve(proxies)
-    static = base.Options(**options)
+    validated = registry.validate_options(resolved, options)
 
     def score(genotype, variables, images, labels, key):
-        inputs = base.ProxyInputs(network, variables, np.asarray(genotype, np.int32),
-                                  images, labels, jax.random.fold_in(key, 1), static)
-        return {name: out.score for name, out in registry.run(resolved, inputs).items()}
+        outputs = api.proxy_outputs(network, resolved, variables, np.asarray(genotype, np.int32),
+                                    images, labels, key, validated)
+        return {name: out.score for name, out in outputs.items()}
 
     jitted = jax.jit(score, static_argnums=0)
 
+    @api.in_x64
     def scorer(genotype, images, labels, key):
-        variables = init(jax.random.fold_in(key, 0), images[:1])
+        variables = init(api.init_key(key), images[:1])
         return jitted(tuple(genotype), variables, images, labels, key)
 
     return scorer

@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 
 import zcjax
+from zcjax.api import in_x64
 from zcjax.proxies import CLASSIC
 from zcjax.spaces import nb201
 
@@ -82,8 +83,7 @@ def test_per_arch_jit(benchmark, proxy_set):
 
     def compile_and_run():
         scorer = per_architecture_scorer(PROXY_SETS[proxy_set], config=CONFIG)
-        with jax.enable_x64(True):
-            return jax.device_get(scorer(next(genotypes), images, labels, KEY))
+        return jax.device_get(scorer(next(genotypes), images, labels, KEY))
 
     benchmark.pedantic(compile_and_run, rounds=JIT_ARCHS, iterations=1)
     _info(benchmark, proxy_set, "per_arch_jit")
@@ -92,14 +92,13 @@ def test_per_arch_jit(benchmark, proxy_set):
 @pytest.mark.parametrize("proxy_set", ["tcet_snip", "synflow", "naswot"])
 def test_vmap(benchmark, proxy_set):
     scorer = zcjax.make_scorer("nb201", PROXY_SETS[proxy_set], config=CONFIG)
-    batched = jax.jit(jax.vmap(scorer.compiled, in_axes=(0, None, None, None)))
+    batched = in_x64(jax.jit(jax.vmap(scorer.compiled, in_axes=(0, None, None, None))))
     images, labels = BATCH
     chunks = itertools.cycle([SAMPLE[i:i + VMAP_WIDTH]
                               for i in range(0, len(SAMPLE) - VMAP_WIDTH + 1, VMAP_WIDTH)])
 
     def run():
-        with jax.enable_x64(True):
-            return jax.device_get(batched(jnp.asarray(next(chunks)), images, labels, KEY))
+        return jax.device_get(batched(jnp.asarray(next(chunks)), images, labels, KEY))
 
     started = time.perf_counter()
     run()

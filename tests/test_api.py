@@ -16,6 +16,16 @@ def scorer():
     return zcjax.make_scorer("nb201", ["snip", "naswot"], config=TINY)
 
 
+def test_unchecked_enters_x64_itself(scorer, tiny_batch):
+    genotype = nb201.encode(ARCHS[0])
+    checked = scorer(genotype, tiny_batch, jax.random.key(0))
+    images, labels = zcjax.data.validate_batch(tiny_batch)
+    raw = scorer.unchecked(jnp.asarray(genotype, jnp.int32), images, labels, jax.random.key(0))
+    assert raw["naswot"].dtype == jnp.float64  # float64 made inside, kept outside
+    assert {name: np.asarray(value) for name, value in raw.items()} == checked
+    assert scorer.compiled._cache_size() == 1  # the same program as the checked call
+
+
 def test_scorer_takes_genotypes_and_keeps_order(scorer, tiny_batch):
     out = scorer(nb201.encode(ARCHS[0]), tiny_batch, jax.random.key(0))
     assert set(out) == {"snip", "naswot"}
@@ -94,17 +104,24 @@ def test_cli_errors_are_one_line(capsys):
     assert "nothing to score" in capsys.readouterr().err
 
 
-def test_registry_accepts_user_proxies():
+def test_registry_accepts_user_proxies_and_their_options():
     def width(inputs, passes):
-        return proxies.ProxyOutput(jnp.asarray(inputs.images.shape[1], jnp.float32), None,
-                                   inputs.active)
+        return proxies.ProxyOutput(jnp.asarray(inputs.images.shape[1], jnp.float32)
+                                   * inputs.options["test_width_scale"], None, inputs.active)
 
     name = "test_image_width"
     if name not in proxies.names():
-        proxies.register(proxies.Proxy(name, width, (), "input width"))
-    out = zcjax.score(ARCHS[0], zcjax.data.sample_batch("cifar10", 2), proxies=[name])
-    assert out == {name: 32.0}
+        proxies.register(proxies.Proxy(name, width, (), "input width", options=(
+            proxies.Option("test_width_scale", 1.0, doc="multiplies the width"),)))
+    batch = zcjax.data.sample_batch("cifar10", 2)
+    assert zcjax.score(ARCHS[0], batch, proxies=[name]) == {name: 32.0}
+    assert zcjax.score(ARCHS[0], batch, proxies=[name], test_width_scale=2) == {name: 64.0}
+    with pytest.raises(TypeError, match="'test_width_scale'.*proxies that read it: "
+                                        "test_image_width"):
+        zcjax.score(ARCHS[0], batch, proxies=["params"], test_width_scale=2.0)
+    with pytest.raises(ValueError, match="test_width_scale='2'"):
+        zcjax.score(ARCHS[0], batch, proxies=[name], test_width_scale="2")
     with pytest.raises(ValueError, match="already registered"):
         proxies.register(proxies.Proxy(name, width, (), "again"))
-    with pytest.raises(ValueError, match="unknown passes"):
+    with pytest.raises(ValueError, match="needs unknown pass 'nope'"):
         proxies.register(proxies.Proxy("other", width, ("nope",), ""))

@@ -12,8 +12,9 @@ import pytest
 
 import zcjax
 from conftest import ARCHS, CONNECTED_ARCHS, SMALL, TINY
-from zcjax import proxies
+from zcjax import api, proxies
 from zcjax.network import layer_weights
+from zcjax.proxies import passes
 from zcjax.proxies.base import ProxyInputs
 from zcjax.proxies.naswot import binary_code_kernel, safe_logdet
 from zcjax.spaces import nb201
@@ -31,6 +32,7 @@ CORE = proxies.CLASSIC + ("nwot", "lnwot", "snip_snr", "synflow_snr", "grasp_snr
 SATURATING = ("linear_regions",)
 ROUND_OFF = {name: 1e-3 for name in ALL if "grasp" in name}
 DECOMPOSABLE = ("grad_norm", "snip", "grasp", "fisher", "synflow", "plain", "l2_norm")
+DEFAULTS = proxies.validate_options(ALL, {})  # every option at its default
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,8 @@ def scored(scorer, tiny_batch):
 
 def _inputs(network, variables, arch, batch, key=jax.random.key(0)):
     images, labels = batch
-    return ProxyInputs(network, variables, jnp.asarray(nb201.encode(arch)), images, labels, key)
+    return ProxyInputs(network, variables, jnp.asarray(nb201.encode(arch)), images, labels, key,
+                       DEFAULTS)
 
 
 def _scores(names, inputs, separately):
@@ -57,9 +60,11 @@ def _scores(names, inputs, separately):
 
 @functools.lru_cache(maxsize=None)
 def _compiled(names, network, options, separately):
-    """One jitted program per (proxies, network, options): calls on new arrays reuse it."""
-    return jax.jit(lambda arrays: _scores(names, ProxyInputs(network=network, options=options,
-                                                             **arrays), separately))
+    """One jitted program per (proxies, network, options items): calls on new arrays reuse
+    it."""
+    return jax.jit(lambda arrays: _scores(names, ProxyInputs(network=network,
+                                                             options=dict(options), **arrays),
+                                          separately))
 
 
 def _run(names, inputs, *, jit=True, separately=False):
@@ -68,8 +73,9 @@ def _run(names, inputs, *, jit=True, separately=False):
         if not jit:
             return _scores(names, inputs, separately)
         arrays = {field.name: getattr(inputs, field.name) for field in dataclasses.fields(inputs)
-                  if field.name not in ("network", "options")}
-        return _compiled(tuple(names), inputs.network, inputs.options, separately)(arrays)
+                  if field.name not in ("network", "options", "wide")}
+        return _compiled(tuple(names), inputs.network, tuple(sorted(inputs.options.items())),
+                         separately)(arrays)
 
 
 def test_registry_holds_the_eleven_classic_proxies():
@@ -99,9 +105,9 @@ def test_one_compilation_serves_every_architecture(scorer, scored):
 def test_jit_equals_eager(scored, tiny_batch, name):
     network = nb201.network(TINY)
     arch = CONNECTED_ARCHS[0]
-    variables = network.init(jax.random.fold_in(jax.random.key(0), 0), tiny_batch[0][:1])
+    variables = network.init(api.init_key(jax.random.key(0)), tiny_batch[0][:1])
     inputs = dataclasses.replace(_inputs(network, variables, arch, tiny_batch),
-                                 key=jax.random.fold_in(jax.random.key(0), 1))
+                                 key=api.noise_key(jax.random.key(0)))
     with jax.disable_jit():
         eager = _run([name], inputs, jit=False)[name]
     np.testing.assert_allclose(eager, scored[arch][name].score, rtol=ROUND_OFF.get(name, 2e-4))
@@ -147,9 +153,9 @@ def test_unused_parameters_never_count(tiny_batch):
 def test_sharing_passes_changes_nothing(scored, tiny_batch):
     arch = CONNECTED_ARCHS[1]
     network = nb201.network(TINY)
-    variables = network.init(jax.random.fold_in(jax.random.key(0), 0), tiny_batch[0][:1])
+    variables = network.init(api.init_key(jax.random.key(0)), tiny_batch[0][:1])
     inputs = dataclasses.replace(_inputs(network, variables, arch, tiny_batch),
-                                 key=jax.random.fold_in(jax.random.key(0), 1))
+                                 key=api.noise_key(jax.random.key(0)))
     separate = _run(CORE, inputs, separately=True)
     for name in CORE:
         np.testing.assert_allclose(separate[name], scored[arch][name].score,
@@ -180,9 +186,25 @@ def test_binary_code_kernel_and_safe_logdet():
     codes = (np.asarray(x).reshape(6, -1) > 0).astype(np.float64)
     want = codes @ codes.T + (1 - codes) @ (1 - codes).T
     with jax.enable_x64(True):
-        np.testing.assert_array_equal(binary_code_kernel(x), want)
+        np.testing.assert_array_equal(binary_code_kernel(x, jnp.float64), want)
         np.testing.assert_allclose(safe_logdet(jnp.asarray(want)), np.linalg.slogdet(want)[1])
         assert safe_logdet(jnp.ones((3, 3))) == 0.0
+
+
+def test_synflow_checks_the_float_it_is_given(tiny_batch):
+    network = nb201.network(TINY)
+    variables = network.init(jax.random.key(0), tiny_batch[0][:1])
+    inputs = _inputs(network, variables, ARCHS[0], tiny_batch)
+    with pytest.raises(ValueError, match="synflow runs in float64; ProxyInputs.wide is float32"):
+        passes.synflow_gradients(dataclasses.replace(inputs, wide=jnp.float32))
+    with pytest.raises(RuntimeError, match="only in x64.*in_x64"), pytest.warns(UserWarning):
+        passes.synflow_gradients(inputs)  # float64 asked for outside x64
+
+
+def test_in_x64_scopes_float64_to_the_call():
+    ones = api.in_x64(lambda: jnp.ones(2, jnp.float64))
+    assert ones().dtype == jnp.float64
+    assert not jax.config.jax_enable_x64
 
 
 def test_synflow_runs_in_float64_and_keeps_huge_values():
@@ -241,5 +263,10 @@ def test_options_change_what_they_say(batch):
     batch_bn = scorer(activation_bn="batch")(genotype, batch)
     assert kept["synflow"] != base["synflow"] and kept["naswot"] == base["naswot"]
     assert batch_bn["naswot"] != base["naswot"] and batch_bn["synflow"] == base["synflow"]
-    with pytest.raises(TypeError, match="unknown option.*valid options"):
+    with pytest.raises(TypeError, match="'synflow_bn'.*no registered proxy reads it"):
         zcjax.make_scorer("nb201", ["snip"], synflow_bn=True)
+    with pytest.raises(TypeError, match="'activation_bn' is read by none of the requested "
+                                        r"proxies \(snip\); proxies that read it: naswot"):
+        zcjax.make_scorer("nb201", ["snip"], activation_bn="batch")
+    with pytest.raises(ValueError, match="activation_bn='eval'.*'init', 'batch'"):
+        zcjax.make_scorer("nb201", ["naswot"], activation_bn="eval")

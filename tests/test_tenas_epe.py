@@ -17,7 +17,8 @@ def _inputs(config, arch, batch, **options):
     images, labels = batch
     variables = network.init(jax.random.key(0), images[:1])
     return base.ProxyInputs(network, variables, jnp.asarray(nb201.encode(arch)), images,
-                            jnp.asarray(labels), jax.random.key(1), base.Options(**options))
+                            jnp.asarray(labels), jax.random.key(1),
+                            registry.validate_options(registry.names(), options))
 
 
 def _naslib_epe(jacobian, labels, num_classes):
@@ -111,7 +112,8 @@ def test_tenas_inputs_option(tiny_batch):
         scorer(tenas_inputs="normal")
 
 
-def test_new_proxies_are_registered_with_their_passes():
-    for name in ("epe_nas", "ntk", "linear_regions"):
-        proxy = registry.get(name)
-        assert all(p in passes.PASSES for p in proxy.passes)
+def test_new_proxies_run_their_passes_in_dependency_order():
+    assert registry.pass_order(["epe_nas"]) == ("input_gradients",)
+    assert registry.pass_order(["ntk"]) == ("tenas_images", "ntk_gram")
+    assert registry.pass_order(["linear_regions", "ntk"]) == ("tenas_images",
+                                                              "tenas_activations", "ntk_gram")

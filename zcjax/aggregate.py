@@ -26,7 +26,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
+
+from zcjax import metrics
 
 Array = jax.Array
 SNR_MODES = ("none", "log", "log1p", "norm")
@@ -99,23 +100,15 @@ def tcet(saliencies: Sequence[Array], logdets: Array, active: Array,
 # ---------------------------------------------------------------------------
 # Compositions of network scores (arrays over architectures)
 # ---------------------------------------------------------------------------
-def rank_scores(scores, *, descending: bool = True) -> np.ndarray:
-    """Ranks 1..n (1 = best), ties averaged, non-finite scores ranked last."""
-    scores = np.asarray(scores, np.float64)
-    finite = np.isfinite(scores)
-    keyed = np.where(finite, -scores if descending else scores, np.inf)
-    return scipy.stats.rankdata(keyed, method="average")
-
-
 def rank_average(score_matrix) -> np.ndarray:
     """TE-NAS composition: the mean rank of each architecture over metrics (lower = better).
 
     Args:
       score_matrix: (metrics, architectures), higher = better for every metric;
-        non-finite scores rank last within their metric.
+        non-finite scores rank last within their metric (:func:`zcjax.metrics.rank`).
     """
     matrix = np.atleast_2d(np.asarray(score_matrix, np.float64))
-    return np.mean([rank_scores(row) for row in matrix], axis=0)
+    return np.mean([metrics.rank(row) for row in matrix], axis=0)
 
 
 def score_product(score_matrix) -> np.ndarray:

@@ -1,8 +1,14 @@
 """Where proxies meet search spaces: ``score`` for notebooks, ``make_scorer`` for bulk work.
 
-x64 is enabled only inside zcjax's own scoring calls (``jax.enable_x64`` as a context),
-because synflow, the correlation matrices and the log-determinants need float64; the
-networks themselves run in float32 and JAX's global configuration is never changed.
+The dtype policy: networks run in float32; synflow, the correlation matrices and the
+log-determinants compute in float64, the ``wide`` float every :class:`ProxyInputs` carries.
+JAX offers float64 only in x64, so the scorers enter it themselves, in scope
+(:func:`in_x64`), and JAX's global configuration is never changed.
+
+The pieces a scorer is made of are public, for callers that build their own program
+around them (bench/strategies.py, the parity suites): :func:`init_key` and
+:func:`noise_key` split the user's key into the initialisation's stream and the
+proxies' own, and :func:`proxy_outputs` runs the proxies on initialised variables.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import numpy as np
 from zcjax import data
 from zcjax.network import Network
 from zcjax.proxies import registry
-from zcjax.proxies.base import Options, ProxyInputs, ProxyOutput
+from zcjax.proxies.base import ProxyInputs, ProxyOutput
 
 SPACES = {"nb201": "zcjax.spaces.nb201", "nb101": "zcjax.spaces.nb101",
           "tnb101_micro": "zcjax.spaces.tnb101_micro", "darts": "zcjax.spaces.darts"}
@@ -35,13 +41,54 @@ def get_space(space: str) -> ModuleType:
     return importlib.import_module(SPACES[space])
 
 
-def _options(**options: Any) -> Options:
-    valid = {field.name for field in dataclasses.fields(Options)}
-    unknown = sorted(set(options) - valid)
-    if unknown:
-        raise TypeError(f"unknown option(s) {', '.join(unknown)}; valid options: "
-                        f"{', '.join(sorted(valid))}")
-    return Options(**options)
+def init_key(key: jax.Array) -> jax.Array:
+    """The key of the network's initialisation, derived from the user's key."""
+    return jax.random.fold_in(key, _INIT_STREAM)
+
+
+def noise_key(key: jax.Array) -> jax.Array:
+    """The key of the proxies' own random draws (``ProxyInputs.key``), derived from the
+    user's key independently of :func:`init_key`."""
+    return jax.random.fold_in(key, _NOISE_STREAM)
+
+
+def in_x64(fn: Callable) -> Callable:
+    """``fn`` run inside ``jax.enable_x64(True)`` (the scope ends when it returns).
+
+    For callers of :attr:`Scorer.compiled` or of a transformation of it (``jax.vmap``,
+    :func:`zcjax.grouped.grouped_vmap`): their float64 computations need it.
+    """
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with jax.enable_x64(True):
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
+def proxy_outputs(network: Network, proxies: Iterable[registry.Proxy],
+                  variables: Mapping[str, Any], genotype, images, labels, key: jax.Array,
+                  options: Mapping[str, Any]) -> Mapping[str, ProxyOutput]:
+    """Every proxy on one architecture with given variables: the scorer's computation
+    after the initialisation (pure; jit it, inside x64).
+
+    Args:
+      network: the space's network (compiled-once or reference).
+      proxies: resolved proxies (:func:`zcjax.proxies.resolve`).
+      variables: ``network.init(init_key(key), images[:1])`` for the scorer's numbers.
+      genotype: the architecture, as the network takes it.
+      images: (N, H, W, C) float32.
+      labels: (N,) int.
+      key: the user's key; the proxies draw from :func:`noise_key` of it.
+      options: :func:`zcjax.proxies.validate_options` of the proxies and the user's options.
+
+    Returns:
+      ``{proxy name: ProxyOutput}`` in the order of ``proxies``.
+    """
+    inputs = ProxyInputs(network, variables, genotype, images, labels, noise_key(key), options,
+                         wide=jnp.float64)
+    return registry.run(proxies, inputs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +99,10 @@ class Scorer:
       network: the space's compiled-once network.
       proxies: the proxy names, in order.
       space: the space's module (codec: ``encode``, ``decode``, ``check_arch``).
-      compiled: the jitted ``(genotype, images, labels, key) -> outputs`` itself (no input
-        checks; must be called inside ``jax.enable_x64(True)``). Its cache holds one entry
-        per (batch shape, dtype): genotypes are data, not structure.
+      compiled: the jitted ``(genotype, images, labels, key) -> outputs`` itself, to
+        transform (``jax.vmap``, grouping): no input checks, and it must run in x64, so
+        call it (or what it is transformed into) through :func:`in_x64`. Its cache holds
+        one entry per (batch shape, dtype): genotypes are data, not structure.
       for_genotype: for spaces whose shapes vary between architectures (those with a
         ``signature(genotype, config)``, e.g. NB101): ``genotype -> Scorer`` of its shape
         signature (built once per signature and cached); ``network`` and ``compiled`` are
@@ -66,6 +114,12 @@ class Scorer:
     space: ModuleType
     compiled: Any
     for_genotype: Callable[[np.ndarray], Scorer] | None = None
+
+    @property
+    def unchecked(self) -> Callable | None:
+        """``compiled`` run in x64: ``unchecked(genotype, images, labels, key) -> outputs``
+        with no input checks, jax arrays out (None where ``compiled`` is None)."""
+        return None if self.compiled is None else in_x64(self.compiled)
 
     def __call__(self, genotype, batch, key: jax.Array | None = None):
         """Score one architecture.
@@ -84,9 +138,8 @@ class Scorer:
         images, labels = data.validate_batch(batch, image_size=self.network.image_size,
                                              num_classes=self.network.num_classes)
         key = jax.random.key(0) if key is None else key
-        with jax.enable_x64(True):
-            outputs = self.compiled(jnp.asarray(genotype, jnp.int32), images.astype(jnp.float32),
-                                    labels, key)
+        outputs = self.unchecked(jnp.asarray(genotype, jnp.int32), images.astype(jnp.float32),
+                                 labels, key)
         # NumPy, so float64 results stay float64 outside the x64 scope.
         return jax.device_get(outputs)
 
@@ -112,10 +165,15 @@ def make_scorer(
       config: the space's ``Config`` (smaller networks for tests); default: the benchmark's.
       per_layer: return each proxy's :class:`~zcjax.proxies.ProxyOutput` (score, per-layer
         values aligned with ``scorer.network.layers``, active mask) instead of the score.
-      **options: fields of :class:`zcjax.proxies.Options`.
+      **options: options the requested proxies read, e.g. ``activation_bn="batch"``
+        for naswot (:func:`zcjax.proxies.options_read` lists a proxy's); validated once.
 
     Returns:
       A :class:`Scorer`.
+
+    Raises:
+      TypeError: an option none of the requested proxies reads.
+      ValueError: an option value the option does not accept.
     """
     space_module = get_space(space)
     config = space_module.Config() if config is None else config
@@ -125,14 +183,13 @@ def make_scorer(
         config = dataclasses.replace(config, image_size=int(image_size))
     resolved = registry.resolve(proxies)
     names = tuple(p.name for p in resolved)
-    static = _options(**options)
+    validated = registry.validate_options(resolved, options)
 
     def build(network: Network) -> Scorer:
         def score_architecture(genotype, images, labels, key):
-            variables = network.init(jax.random.fold_in(key, _INIT_STREAM), images[:1])
-            inputs = ProxyInputs(network, variables, genotype, images, labels,
-                                 jax.random.fold_in(key, _NOISE_STREAM), static)
-            outputs: Mapping[str, ProxyOutput] = registry.run(resolved, inputs)
+            variables = network.init(init_key(key), images[:1])
+            outputs = proxy_outputs(network, resolved, variables, genotype, images, labels, key,
+                                    validated)
             if per_layer:
                 return dict(outputs)
             return {name: output.score for name, output in outputs.items()}
@@ -177,7 +234,7 @@ def score(
       space: search space name.
       num_classes: classifier width; default the space's (10 for NB201). The image size is
         taken from the batch.
-      **options: fields of :class:`zcjax.proxies.Options`.
+      **options: options the requested proxies read (see :func:`make_scorer`).
 
     Returns:
       ``{proxy name: score}`` as Python floats (non-finite values are kept).

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from zcjax import data
-from zcjax.api import Scorer
+from zcjax.api import Scorer, in_x64
 
 
 def groups(genotypes: np.ndarray, shared_edges: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -58,7 +58,7 @@ def _check_supported(scorer: Scorer, shared_edges: int) -> None:
 def grouped_vmap(scorer: Scorer, shared_edges: int):
     """``f(shared (k,), varying (B, E - k), images, labels, key) -> outputs`` with a
     leading axis B: ``scorer.compiled`` vmapped over the varying edges only (jitted; call
-    inside ``jax.enable_x64(True)``, like ``scorer.compiled``). Cached per scorer, so
+    it through :func:`zcjax.api.in_x64`, like ``scorer.compiled``). Cached per scorer, so
     repeated calls reuse one compiled program."""
     _check_supported(scorer, shared_edges)
 
@@ -82,17 +82,15 @@ def score_grouped(scorer: Scorer, genotypes: np.ndarray, batch, key: jax.Array,
     images, labels = data.validate_batch(batch, image_size=scorer.network.image_size,
                                          num_classes=scorer.network.num_classes)
     images = images.astype(jnp.float32)
-    function = grouped_vmap(scorer, shared_edges)
+    function = in_x64(grouped_vmap(scorer, shared_edges))
     members_list, pending = [], []
     width = len(scorer.space.OPS) ** (genotypes.shape[1] - shared_edges)
-    with jax.enable_x64(True):
-        for shared, members in groups(genotypes, shared_edges):
-            varying = genotypes[members, shared_edges:]
-            padded = np.concatenate([varying, np.repeat(varying[-1:], width - len(members), 0)])
-            pending.append(function(jnp.asarray(shared), jnp.asarray(padded), images, labels,
-                                    key))
-            members_list.append(members)
-        outputs = jax.device_get(pending)
+    for shared, members in groups(genotypes, shared_edges):
+        varying = genotypes[members, shared_edges:]
+        padded = np.concatenate([varying, np.repeat(varying[-1:], width - len(members), 0)])
+        pending.append(function(jnp.asarray(shared), jnp.asarray(padded), images, labels, key))
+        members_list.append(members)
+    outputs = jax.device_get(pending)
     scores = {name: np.full(len(genotypes), np.nan) for name in scorer.proxies}
     for members, output in zip(members_list, outputs):
         for name in scorer.proxies:

@@ -20,6 +20,7 @@ torch = pytest.importorskip("torch")
 
 import jax  # noqa: E402
 
+from zcjax import api  # noqa: E402
 from zcjax.spaces import nb201  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -119,4 +120,4 @@ def torch_model(arch, config, params, *, nb201_class_names=True, dtype=None):
 
 def init_variables(scorer, batch, key):
     """The parameters the scorer uses for ``key`` (the same for every architecture)."""
-    return jax.jit(scorer.network.init)(jax.random.fold_in(key, 0), batch[0][:1])
+    return jax.jit(scorer.network.init)(api.init_key(key), batch[0][:1])

@@ -78,6 +78,7 @@ TOLERANCE = {
     # rounded to float32 (the kernels themselves are compared exactly).
     "naswot": 1e-6,
 }
+DEFAULTS = registry.validate_options(registry.names(), {})  # every option at its default
 # Both sides in float64 (every proxy but synflow, already float64, and naswot, integer).
 FLOAT64_PROXIES = ("grad_norm", "snip", "grasp", "fisher", "plain", "l2_norm", "jacob_cov")
 FLOAT64_TOLERANCE = dict.fromkeys(FLOAT64_PROXIES, 1e-9)
@@ -196,7 +197,7 @@ def _kernels_fn(config):
 
     def kernels(variables, genotype, images, labels):
         inputs = proxy_base.ProxyInputs(network, variables, genotype, images, labels,
-                                        jax.random.key(0))
+                                        jax.random.key(0), DEFAULTS)
         relu = passes_lib.activations(inputs)["relu"]
         flat = jax.tree_util.tree_flatten_with_path(
             relu, is_leaf=lambda node: isinstance(node, tuple) and len(node) == 1)[0]
@@ -204,7 +205,8 @@ def _kernels_fn(config):
         for _, values in flat:
             for relu_inputs, relu_modules, wrapper_modules in values:
                 per_site = relu_inputs.reshape((-1,) + relu_inputs.shape[relu_modules.ndim:])
-                site_kernels = jax.vmap(naswot_lib.binary_code_kernel)(per_site)
+                site_kernels = jax.vmap(
+                    lambda site: naswot_lib.binary_code_kernel(site, jnp.float64))(per_site)
                 relus = relu_modules.reshape(-1).astype(site_kernels.dtype)
                 wrappers = wrapper_modules.reshape(-1).astype(site_kernels.dtype)
                 once = once + jnp.tensordot(relus, site_kernels, 1)
@@ -245,7 +247,7 @@ def _float64_runner(config):
 
     def run(variables, genotype, images, labels):
         inputs = proxy_base.ProxyInputs(network, variables, genotype, images, labels,
-                                        jax.random.key(1))
+                                        jax.random.key(1), DEFAULTS)
         return {name: tuple(out) for name, out in registry.run(resolved, inputs).items()}
 
     return jax.jit(run)

@@ -46,6 +46,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import zcjax  # noqa: E402
+from zcjax import api  # noqa: E402
 from zcjax.proxies import base as proxy_base  # noqa: E402
 from zcjax.proxies import naswot as naswot_lib  # noqa: E402
 from zcjax.proxies import passes as passes_lib  # noqa: E402
@@ -67,6 +68,9 @@ SCALAR = {"nwot": "nwot", "zen": "zen", "zico": "zico", "ntk": "ntk",
           "linear_regions": "lrn"}
 PROXIES = tuple(LAYERWISE) + tuple(SCALAR)
 OPTIONS = {"tenas_inputs": "gaussian", "zico_accumulate": True}
+# Every option's value in the reference settings (the draws below read options of proxies
+# that a runner's own set may not include).
+VALIDATED = registry.validate_options(registry.names(), OPTIONS)
 
 
 def tolerance(name: str) -> float:
@@ -87,7 +91,6 @@ FLOAT64_ARCHS = 13
 # largest float) before negating it; zcjax keeps non-finite values. Compared through the
 # same map; test_ntk_keeps_what_the_reference_maps checks the raw values.
 REFERENCE_VIEW = {"ntk": lambda score: -float(np.nan_to_num(-score))}
-NOISE_STREAM = 1  # zcjax.api's fold_in stream of the proxies' random draws
 
 
 # ---------------------------------------------------------------------------
@@ -154,8 +157,7 @@ def proxy_inputs(network, variables, arch, batch, key, dtype=jnp.float32):
     return proxy_base.ProxyInputs(
         network, jax.tree.map(lambda p: jnp.asarray(p, dtype), variables),
         jnp.asarray(nb201.encode(arch), jnp.int32), jnp.asarray(images, dtype),
-        jnp.asarray(labels), jax.random.fold_in(key, NOISE_STREAM),
-        proxy_base.Options(**OPTIONS))
+        jnp.asarray(labels), api.noise_key(key), VALIDATED)
 
 
 @functools.lru_cache(maxsize=None)
@@ -166,7 +168,7 @@ def _runner(names, dtype_name):
 
     def run(variables, genotype, images, labels, key):
         inputs = proxy_base.ProxyInputs(network, variables, genotype, images, labels, key,
-                                        proxy_base.Options(**OPTIONS))
+                                        VALIDATED)
         outputs = registry.run(resolved, inputs)
         kernels = naswot_lib.layer_kernels(inputs, {"activations": passes_lib.activations(inputs)})
         draws = {"tenas": passes_lib.tenas_images(inputs), "zen": zen_zico.zen_draws(inputs)}

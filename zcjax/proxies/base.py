@@ -1,15 +1,17 @@
 """What every proxy receives and returns.
 
 A proxy is a pure function ``proxy(inputs, passes) -> ProxyOutput`` over a
-:class:`ProxyInputs` (network, variables, genotype, batch, key, options) and the results
-of the shared passes it declares (one forward/backward can feed several proxies). The
-registry (:mod:`zcjax.proxies.registry`) names them; :func:`zcjax.make_scorer` runs each
-needed pass once and every requested proxy on top.
+:class:`ProxyInputs` (network, variables, genotype, batch, key, options, wide float) and
+the results of the shared passes (:class:`Pass`) it declares: one forward/backward can
+feed several proxies. The registry (:mod:`zcjax.proxies.registry`) names them;
+:func:`zcjax.make_scorer` runs each needed pass once, dependencies first, and every
+requested proxy on top.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -17,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from zcjax import network as network_lib
+from zcjax.proxies.options import Option
 
 Array = jax.Array
 
@@ -38,48 +41,22 @@ class ProxyOutput(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Options:
-    """Static choices that change what a proxy computes (documented conventions).
+class ProxyInputs:
+    """Everything a pass or proxy may read, for one architecture.
 
     Attributes:
-      synflow_reduction_bn: keep BatchNorm (batch statistics) inside the residual
-        reduction blocks for synflow, as foresight's NB201 model does; the default
-        removes every BatchNorm, as alethiometer does for a network without its own
-        ``get_prunable_copy``.
-      activation_bn: BatchNorm mode for the activation-pattern proxies (naswot, nwot,
-        lnwot): ``"init"`` (default) is eval mode at initialisation (running mean 0,
-        variance 1), what alethiometer runs (``net.eval()``); ``"batch"`` uses batch
-        statistics.
-      grasp_temperature: GraSP's logit temperature T (reference: 1).
-      naswot_wrapper_hooks: naswot also counts the input of each module whose class name
-        contains "ReLU" without being one (NB201's ``ReLUConvBN``), as the reference
-        implementations' hooks do (default); False counts ReLU modules only.
-      tenas_inputs: what ntk and linear_regions see: ``"batch"`` (default) the
-        minibatch, as TE-NAS's own code; ``"gaussian"`` a standard-normal batch of the
-        same shape drawn from the key, as alethiometer does.
-      zico_accumulate: zico's second gradient is that of both half-batches (g1 + g2),
-        as alethiometer's accumulating backward passes give; the default (False) uses
-        each half's own gradient, as the original ZiCo code.
+      network: the space's network (its apply function, layer table and active mask).
+      variables: the initialised variables (``{"params": ...}``).
+      genotype: the architecture, as the network takes it.
+      images: (N, H, W, C) float32.
+      labels: (N,) int.
+      key: the proxies' own random stream (:func:`zcjax.api.noise_key` of the user's key).
+      options: validated option values (:func:`zcjax.proxies.validate_options`), read-only:
+        ``inputs.options["activation_bn"]``. It must hold every option the proxies read.
+      wide: the float type of the wide computations (synflow, kernels, log-determinants,
+        correlations): float64, which the scorer makes available by running in x64
+        (:func:`zcjax.api.in_x64`). Passes read it instead of the global configuration.
     """
-
-    synflow_reduction_bn: bool = False
-    activation_bn: str = "init"
-    grasp_temperature: float = 1.0
-    naswot_wrapper_hooks: bool = True
-    tenas_inputs: str = "batch"
-    zico_accumulate: bool = False
-
-    def __post_init__(self):
-        choices = {"activation_bn": ("init", "batch"), "tenas_inputs": ("batch", "gaussian")}
-        for field, valid in choices.items():
-            if getattr(self, field) not in valid:
-                raise ValueError(f"option {field}={getattr(self, field)!r} is not one of "
-                                 f"{', '.join(map(repr, valid))}")
-
-
-@dataclasses.dataclass(frozen=True)
-class ProxyInputs:
-    """Everything a pass or proxy may read, for one architecture."""
 
     network: network_lib.Network
     variables: Mapping[str, Any]
@@ -87,7 +64,11 @@ class ProxyInputs:
     images: Array
     labels: Array
     key: Array
-    options: Options = Options()
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    wide: Any = jnp.float64
+
+    def __post_init__(self):
+        object.__setattr__(self, "options", types.MappingProxyType(dict(self.options)))
 
     @property
     def params(self) -> Mapping[str, Any]:
@@ -98,8 +79,31 @@ class ProxyInputs:
         return self.network.active(self.genotype)
 
 
-Pass = Callable[[ProxyInputs, Mapping[str, Any]], Any]  # (inputs, passes computed so far)
+PassFn = Callable[[ProxyInputs, Mapping[str, Any]], Any]  # (inputs, the passes it requires)
 ProxyFn = Callable[[ProxyInputs, Mapping[str, Any]], ProxyOutput]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pass:
+    """A shared computation: one forward and/or backward whose result several proxies read.
+
+    Attributes:
+      name: the key proxies read its result under (``passes["loss_gradients"]``).
+      fn: ``fn(inputs, computed) -> result``; ``computed`` holds the results of exactly the
+        passes named in ``requires``.
+      requires: the passes it reads; the scorer runs them first (and pulls them in when a
+        proxy names only this pass).
+      options: the options it reads (:class:`~zcjax.proxies.options.Option`).
+    """
+
+    name: str
+    fn: PassFn
+    requires: tuple[str, ...] = ()
+    options: tuple[Option, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "requires", tuple(self.requires))
+        object.__setattr__(self, "options", tuple(self.options))
 
 
 def layer_sum(inputs: ProxyInputs, per_layer: Array) -> ProxyOutput:
@@ -116,11 +120,6 @@ def scalar(inputs: ProxyInputs, score: Array) -> ProxyOutput:
 def per_layer(function: Callable[..., Array], *trees: list[Array]) -> Array:
     """Stack ``function(*layer_arrays)`` over the layers into an (L,) vector."""
     return jnp.stack([function(*arrays) for arrays in zip(*trees)])
-
-
-def wide_float():
-    """float64 when x64 is enabled (the scorer enables it in scope), else float32."""
-    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
 
 def cross_entropy(logits: Array, labels: Array) -> Array:

@@ -12,7 +12,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from zcjax.proxies.base import ProxyInputs, ProxyOutput, scalar, wide_float
+from zcjax.proxies.base import ProxyInputs, ProxyOutput, scalar
 
 CORRELATION_OFFSET = 1e-5
 MANY_CLASSES = 100  # above this, the reference scores differences between classes
@@ -32,7 +32,7 @@ def epe_nas(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
     score, are NaN (a result).
     """
     jacobian = passes["input_gradients"]
-    jacobian = jacobian.reshape(jacobian.shape[0], -1).astype(wide_float())
+    jacobian = jacobian.reshape(jacobian.shape[0], -1).astype(inputs.wide)
     log_corr = jnp.log(jnp.abs(jnp.corrcoef(jacobian)) + CORRELATION_OFFSET)
     num_classes = inputs.network.num_classes
     members = inputs.labels[None, :] == jnp.arange(num_classes)[:, None]  # (C, N)

@@ -11,7 +11,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from zcjax.proxies.base import ProxyInputs, ProxyOutput, scalar, wide_float
+from zcjax.proxies.base import ProxyInputs, ProxyOutput, scalar
 
 EIGENVALUE_OFFSET = 1e-5
 
@@ -22,11 +22,11 @@ def jacob_cov(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
     J (N x D) = d(sum of logits)/dx per sample from ONE batched backward (train-mode BN
     couples the samples, as in the reference). The correlation matrix is symmetric, so
     its eigenvalues come from ``eigvalsh`` (the reference's general ``eig`` returns the
-    same values up to round-off; it also runs on accelerators). float64 when x64 is on.
+    same values up to round-off; it also runs on accelerators). In ``inputs.wide`` (float64).
     A constant Jacobian row gives NaN, which stays NaN (a result, not an error).
     """
     jacobian = passes["input_gradients"]
-    jacobian = jacobian.reshape(jacobian.shape[0], -1).astype(wide_float())
+    jacobian = jacobian.reshape(jacobian.shape[0], -1).astype(inputs.wide)
     eigenvalues = jnp.linalg.eigvalsh(jnp.corrcoef(jacobian))
     shifted = eigenvalues + EIGENVALUE_OFFSET
     return scalar(inputs, -jnp.sum(jnp.log(shifted) + 1.0 / shifted))

@@ -16,21 +16,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from zcjax.network import get_path, sown_values
-from zcjax.proxies.base import ProxyInputs, ProxyOutput, layer_sum, scalar, wide_float
+from zcjax.proxies.base import ProxyInputs, ProxyOutput, layer_sum, scalar
+from zcjax.proxies.options import Option
 
 Array = jax.Array
 
+WRAPPER_HOOKS = Option(
+    "naswot_wrapper_hooks", True,
+    doc='naswot also counts the input of each module whose class name contains "ReLU" '
+        "without being one (NB201's ``ReLUConvBN``), as the reference implementations' "
+        "hooks do (default); False counts ReLU modules only.")
 
-def binary_code_kernel(x: Array) -> Array:
+
+def binary_code_kernel(x: Array, wide) -> Array:
     """K = c c^T + (1-c)(1-c)^T for c = (x > 0) per sample: agreements of the codes.
 
     Computed as (s s^T + D) / 2 with s = 2c - 1 in {-1, +1}: one matmul, exact in
-    float32 for D < 2^24, returned as float64 when x64 is on (for the log-determinant).
+    float32 for D < 2^24, returned as ``wide`` (``ProxyInputs.wide``, float64, for the
+    log-determinant).
     """
     codes = x.reshape(x.shape[0], -1) > 0
     signs = jnp.where(codes, 1.0, -1.0).astype(jnp.float32)
     agreements = (signs @ signs.T + codes.shape[1]) / 2
-    return agreements.astype(wide_float())
+    return agreements.astype(wide)
 
 
 def safe_logdet(kernel: Array) -> Array:
@@ -49,20 +57,20 @@ def naswot(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
     """log|det K|, K summed over every ReLU of the network (their inputs' codes).
 
     A tensor read by several ReLU modules of the reference network (a cell node feeding
-    several conv ops) counts once per ReLU. With ``options.naswot_wrapper_hooks`` (the
+    several conv ops) counts once per ReLU. With ``naswot_wrapper_hooks`` (the
     default) it also counts once per wrapper module whose class name contains "ReLU"
     (NB201's ``ReLUConvBN``): the original NASWOT code and alethiometer select modules by
     ``'ReLU' in str(type(module))``, so on NB201 every conv op's ReLU input counts twice.
     Measured against alethiometer 1.1.2 on NB201, counting ReLUs only deviates by 7-8%.
     """
     kernel = 0.0
-    wrappers = inputs.options.naswot_wrapper_hooks
+    wrappers = inputs.options["naswot_wrapper_hooks"]
     for relu_inputs, relu_modules, wrapper_modules in sown_values(
             passes["activations"]["relu"]):
         counts = relu_modules + wrapper_modules if wrappers else relu_modules
         site_shape = counts.shape  # leading axes of stacked sites
         per_site = relu_inputs.reshape((-1,) + relu_inputs.shape[len(site_shape):])
-        kernels = jax.vmap(binary_code_kernel)(per_site)
+        kernels = jax.vmap(lambda site: binary_code_kernel(site, inputs.wide))(per_site)
         kernel = kernel + jnp.tensordot(counts.reshape(-1).astype(kernels.dtype), kernels, 1)
     return scalar(inputs, safe_logdet(kernel))
 
@@ -94,7 +102,7 @@ def _distinct_kernels(inputs: ProxyInputs, passes: Mapping[str, Any]):
         if slot not in slots:
             output = get_path(intermediates, layer.output_path)[0][layer.output_index]
             slots[slot] = len(kernels)
-            kernels.append(binary_code_kernel(output))
+            kernels.append(binary_code_kernel(output, inputs.wide))
         slot_of_layer.append(slots[slot])
     return kernels, np.asarray(slot_of_layer)
 

@@ -1,11 +1,13 @@
 """The forward/backward passes that proxies share.
 
 Each pass is a pure function ``pass(inputs, computed)`` of
-:class:`~zcjax.proxies.base.ProxyInputs` and the passes computed before it (a proxy lists
-its passes in dependency order). A scorer runs every pass its proxies need exactly once:
-snip, grad_norm, plain, fisher and grasp all read :func:`loss_gradients`; synflow and its
-SNR/T-CET variants read :func:`synflow_gradients`; naswot, nwot and lnwot read
-:func:`activations`; ntk and linear_regions read :func:`tenas_images`.
+:class:`~zcjax.proxies.base.ProxyInputs` and the results of the passes it requires,
+declared with it in :data:`PASSES` (a :class:`~zcjax.proxies.base.Pass`: name, function,
+``requires``, the options it reads). A scorer runs every pass its proxies need exactly
+once, dependencies first: snip, grad_norm, plain, fisher and grasp all read
+:func:`loss_gradients`; synflow and its SNR/T-CET variants read :func:`synflow_gradients`;
+naswot, nwot and lnwot read :func:`activations`; ntk and linear_regions read
+:func:`tenas_images`. Each option is declared here, beside the pass that reads it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from zcjax.network import layer_outputs, layer_weights
-from zcjax.proxies.base import ProxyInputs, cross_entropy, wide_float
+from zcjax.proxies.base import Pass, ProxyInputs, cross_entropy
+from zcjax.proxies.options import Option
 
 Array = jax.Array
 _GAUSSIAN_STREAM = 7  # fold_in of the noise key: independent of zen's draws
@@ -79,6 +82,13 @@ def loss_gradients(inputs: ProxyInputs, computed=None) -> LossGradients:
     )
 
 
+SYNFLOW_REDUCTION_BN = Option(
+    "synflow_reduction_bn", False,
+    doc="keep BatchNorm (batch statistics) inside the residual reduction blocks for "
+        "synflow, as foresight's NB201 model does; the default removes every BatchNorm, as "
+        "alethiometer does for a network without its own ``get_prunable_copy``.")
+
+
 class SynflowGradients(NamedTuple):
     """float64 gradients of R = sum(logits) for |params|, BN removed, one all-ones image.
 
@@ -92,16 +102,26 @@ class SynflowGradients(NamedTuple):
 
 
 def synflow_gradients(inputs: ProxyInputs, computed=None) -> SynflowGradients:
-    """Synflow's pass. Needs x64 enabled (the scorer enables it in scope).
+    """Synflow's pass, in ``inputs.wide``, which must be float64 (and available: the
+    scorer runs in x64).
 
     float32 overflows for about one NB201 network in ten (scores reach 1e45-1e60).
+    BatchNorm in the reduction blocks per ``synflow_reduction_bn``.
+
+    Raises:
+      ValueError: ``inputs.wide`` is not float64.
+      RuntimeError: float64 arrays are not available (called outside x64).
     """
     network = inputs.network
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError("synflow runs in float64: call it inside `with jax.enable_x64(True):`")
-    params = jax.tree.map(lambda p: jnp.abs(p).astype(jnp.float64), inputs.params)
-    ones = jnp.ones((1,) + inputs.images.shape[1:], jnp.float64)
-    reduction_bn = "batch" if inputs.options.synflow_reduction_bn else "off"
+    if jnp.dtype(inputs.wide) != jnp.float64:
+        raise ValueError(f"synflow runs in float64; ProxyInputs.wide is "
+                         f"{jnp.dtype(inputs.wide).name}")
+    params = jax.tree.map(lambda p: jnp.abs(p).astype(inputs.wide), inputs.params)
+    ones = jnp.ones((1,) + inputs.images.shape[1:], inputs.wide)
+    if ones.dtype != jnp.float64:
+        raise RuntimeError("synflow runs in float64, which JAX offers only in x64: call the "
+                           "scorer (it enters x64 itself) or wrap the call in zcjax.api.in_x64")
+    reduction_bn = "batch" if inputs.options["synflow_reduction_bn"] else "off"
 
     def total_output(params):
         logits = network.apply({"params": params}, inputs.genotype, ones, bn="off",
@@ -112,13 +132,20 @@ def synflow_gradients(inputs: ProxyInputs, computed=None) -> SynflowGradients:
     return SynflowGradients(layer_weights(network, params), layer_weights(network, grads))
 
 
+ACTIVATION_BN = Option(
+    "activation_bn", "init", choices=("init", "batch"),
+    doc='BatchNorm mode for the activation-pattern proxies (naswot, nwot, lnwot, T-CET): '
+        '``"init"`` (default) is eval mode at initialisation (running mean 0, variance '
+        '1), what alethiometer runs (``net.eval()``); ``"batch"`` uses batch statistics.')
+
+
 def activations(inputs: ProxyInputs, computed=None) -> dict[str, Any]:
     """One forward that captures layer outputs and ReLU inputs (no gradients).
 
-    BatchNorm runs in ``options.activation_bn`` mode (alethiometer: eval mode).
+    BatchNorm runs in ``activation_bn`` mode (alethiometer: eval mode).
     """
     _, collections = inputs.network.apply(
-        inputs.variables, inputs.genotype, inputs.images, bn=inputs.options.activation_bn,
+        inputs.variables, inputs.genotype, inputs.images, bn=inputs.options["activation_bn"],
         capture=True,
     )
     return collections
@@ -133,14 +160,18 @@ def input_gradients(inputs: ProxyInputs, computed=None) -> Array:
     return jax.grad(total_output)(inputs.images)
 
 
+GRASP_TEMPERATURE = Option("grasp_temperature", 1.0,
+                           doc="GraSP's logit temperature T (reference: 1).")
+
+
 def grasp_hessian_gradients(inputs: ProxyInputs, computed) -> list[Array]:
-    """H g per layer, g = dL/dW held constant (needs ``loss_gradients`` first).
+    """H g per layer, g = dL/dW held constant (requires ``loss_gradients``).
 
     H g is the gradient of <stop_gradient(g), dL/dW> (reverse over reverse: the compiled
     space's custom VJPs rule out forward mode). The logits are divided by the temperature
-    ``options.grasp_temperature`` in both gradients, as the reference does.
+    ``grasp_temperature`` in both gradients, as the reference does.
     """
-    network, temperature = inputs.network, inputs.options.grasp_temperature
+    network, temperature = inputs.network, inputs.options["grasp_temperature"]
 
     def weight_grads(params):
         def loss(params):
@@ -161,11 +192,18 @@ def grasp_hessian_gradients(inputs: ProxyInputs, computed) -> list[Array]:
     return layer_weights(network, jax.grad(gradient_dot)(inputs.params))
 
 
+ZICO_ACCUMULATE = Option(
+    "zico_accumulate", False,
+    doc="zico's second gradient is that of both half-batches (g1 + g2), as alethiometer's "
+        "accumulating backward passes give; the default (False) uses each half's own "
+        "gradient, as the original ZiCo code.")
+
+
 def zico_gradients(inputs: ProxyInputs, computed=None) -> list[Array]:
     """dL/dW per layer for each half of the batch, stacked (2, ...): zico's two batches.
 
     BatchNorm normalises each half on its own, as two separate forwards do. With
-    ``options.zico_accumulate`` the second entry is g1 + g2: alethiometer zeroes the
+    ``zico_accumulate`` the second entry is g1 + g2: alethiometer zeroes the
     gradients once before both backward passes, so they accumulate (the original ZiCo
     code zeroes them before each batch, the default here).
     """
@@ -181,14 +219,21 @@ def zico_gradients(inputs: ProxyInputs, computed=None) -> list[Array]:
         return layer_weights(inputs.network, jax.grad(loss)(inputs.params))
 
     grads = jax.vmap(weight_grads)(images, labels)
-    if inputs.options.zico_accumulate:  # alethiometer: [g1, g1 + g2]
+    if inputs.options["zico_accumulate"]:  # alethiometer: [g1, g1 + g2]
         grads = [jnp.stack([g[0], g[0] + g[1]]) for g in grads]
     return grads
 
 
+TENAS_INPUTS = Option(
+    "tenas_inputs", "batch", choices=("batch", "gaussian"),
+    doc='what ntk and linear_regions see: ``"batch"`` (default) the minibatch, as '
+        'TE-NAS\'s own code; ``"gaussian"`` a standard-normal batch of the same shape drawn '
+        'from the key, as alethiometer does.')
+
+
 def tenas_images(inputs: ProxyInputs, computed=None) -> Array:
-    """The inputs of the TE-NAS indicators (``options.tenas_inputs``)."""
-    if inputs.options.tenas_inputs == "batch":
+    """The inputs of the TE-NAS indicators (``tenas_inputs``)."""
+    if inputs.options["tenas_inputs"] == "batch":
         return inputs.images
     key = jax.random.fold_in(inputs.key, _GAUSSIAN_STREAM)
     return jax.random.normal(key, inputs.images.shape, inputs.images.dtype)
@@ -201,7 +246,7 @@ def ntk_gram(inputs: ProxyInputs, computed: Mapping[str, Any]) -> Array:
     samples, so each row is the gradient of one sample's output through the whole-batch
     forward, as the reference's per-sample ``backward(retain_graph=True)``. Parameters of
     candidate ops the architecture does not use get exactly zero gradients and add
-    nothing. The Gram matrix is accumulated in float64 when x64 is on.
+    nothing. The Gram matrix is accumulated in ``inputs.wide`` (float64).
     """
     network, genotype = inputs.network, inputs.genotype
     images = computed["tenas_images"]
@@ -214,7 +259,7 @@ def ntk_gram(inputs: ProxyInputs, computed: Mapping[str, Any]) -> Array:
     gram = 0.0
     for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:
         if path[-1].key in NTK_PARAMETERS:
-            rows = leaf.reshape(leaf.shape[0], -1).astype(wide_float())
+            rows = leaf.reshape(leaf.shape[0], -1).astype(inputs.wide)
             gram = gram + rows @ rows.T
     return gram
 
@@ -227,13 +272,17 @@ def tenas_activations(inputs: ProxyInputs, computed: Mapping[str, Any]) -> dict[
 
 
 PASSES = {
-    "zico_gradients": zico_gradients,
-    "loss_gradients": loss_gradients,
-    "grasp_hessian_gradients": grasp_hessian_gradients,
-    "synflow_gradients": synflow_gradients,
-    "activations": activations,
-    "input_gradients": input_gradients,
-    "tenas_images": tenas_images,
-    "ntk_gram": ntk_gram,
-    "tenas_activations": tenas_activations,
+    built.name: built
+    for built in (
+        Pass("zico_gradients", zico_gradients, options=(ZICO_ACCUMULATE,)),
+        Pass("loss_gradients", loss_gradients),
+        Pass("grasp_hessian_gradients", grasp_hessian_gradients,
+             requires=("loss_gradients",), options=(GRASP_TEMPERATURE,)),
+        Pass("synflow_gradients", synflow_gradients, options=(SYNFLOW_REDUCTION_BN,)),
+        Pass("activations", activations, options=(ACTIVATION_BN,)),
+        Pass("input_gradients", input_gradients),
+        Pass("tenas_images", tenas_images, options=(TENAS_INPUTS,)),
+        Pass("ntk_gram", ntk_gram, requires=("tenas_images",)),
+        Pass("tenas_activations", tenas_activations, requires=("tenas_images",)),
+    )
 }

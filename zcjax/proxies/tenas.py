@@ -6,7 +6,7 @@ References:
   1.1.2 (``ntk``, ``lrn``), which Xiang et al. (AutoML-Conf 2023) compare against.
 
 Both run BatchNorm with batch statistics (TE-NAS's ``train_mode=True``; alethiometer's
-copies are in train mode). Their inputs are ``options.tenas_inputs``: ``"batch"`` (the
+copies are in train mode). Their inputs are the ``tenas_inputs`` option: ``"batch"`` (the
 default: the minibatch itself, as every other proxy and TE-NAS's own code, which reads
 its data loader) or ``"gaussian"`` (a standard-normal batch of the same shape drawn from
 the key, which is what alethiometer feeds both).
@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from zcjax.network import sown_values
-from zcjax.proxies.base import ProxyInputs, ProxyOutput, scalar, wide_float
+from zcjax.proxies.base import ProxyInputs, ProxyOutput, scalar
 from zcjax.proxies.naswot import binary_code_kernel
 
 Array = jax.Array
@@ -50,8 +50,9 @@ def linear_regions(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutpu
         site_shape = relu_modules.shape  # leading axes of stacked sites
         per_site = relu_inputs.reshape((-1,) + relu_inputs.shape[len(site_shape):])
         width = per_site[0, 0].size
-        disagreements = width - jax.vmap(binary_code_kernel)(per_site)
+        disagreements = width - jax.vmap(lambda site: binary_code_kernel(site, inputs.wide))(
+            per_site)
         read = (relu_modules.reshape(-1) > 0).astype(disagreements.dtype)
         distance = distance + jnp.tensordot(read, disagreements, 1)
-    same = (distance == 0).astype(wide_float())
+    same = (distance == 0).astype(inputs.wide)
     return scalar(inputs, jnp.sum(1.0 / jnp.sum(same, axis=1)))

@@ -87,7 +87,7 @@ def zico(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
     std is the population std of the signed gradients (NumPy's, as the reference);
     weights with std 0 are skipped, and a layer whose sum is 0 contributes 0. The two
     gradients are each half-batch's own (the original ZiCo code); alethiometer 1.1.2
-    accumulates them (``options.zico_accumulate`` reproduces that), and on a CPU its two
+    accumulates them (the ``zico_accumulate`` option reproduces that), and on a CPU its two
     stored gradients alias one buffer, so it returns 0 for every network there.
     """
 
