@@ -155,6 +155,7 @@ def register(proxy: Proxy) -> None:
 
 for _spec in PASSES.values():
     register_pass(_spec)
+_BUILTIN_PASSES = frozenset(_PASSES)
 
 
 for _builtin in (
@@ -332,6 +333,22 @@ def pass_order(proxies: Iterable[Proxy | str]) -> tuple[str, ...]:
     dependencies first, otherwise in the order the proxies list them (each once)."""
     proxies = tuple(_proxy(proxy) for proxy in proxies)
     return _pass_order([name for proxy in proxies for name in proxy.passes], _PASSES, "run")
+
+
+def user_passes(proxies: Iterable[Proxy | str]) -> tuple[Pass, ...]:
+    """The passes these proxies need that do not ship with zcjax, dependencies first."""
+    return tuple(_PASSES[name] for name in pass_order(proxies) if name not in _BUILTIN_PASSES)
+
+
+def register_all(items: Iterable[Pass | Proxy]) -> None:
+    """Register passes and proxies another process registered (a worker receiving the
+    user's), in order; one already registered under its name is kept."""
+    for item in items:
+        if isinstance(item, Pass):
+            if item.name not in _PASSES:
+                register_pass(item)
+        elif item.name not in _REGISTRY:
+            register(item)
 
 
 class _Declared(dict):
