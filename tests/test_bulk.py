@@ -392,3 +392,36 @@ def test_cli_score_space_full_network(tmp_path, capsys):
     assert cli.main(argv) == 0
     frame = store.read_results(tmp_path)
     assert len(frame) == 6 and np.isfinite(frame.value).all()
+
+
+def test_user_proxies_reach_worker_processes(tmp_path, tiny_batch, compilation_cache):
+    from zcjax.proxies import gradient, registry
+
+    # A user proxy in an importable module travels to spawned workers by reference.
+    mine = registry.Proxy("snip_mine", gradient.snip, ("loss_gradients",), "snip, again")
+    registry.register(mine)
+    try:
+        options = {"key": 0, "dataset": "d", "config": TINY, "progress": False,
+                   "archs": ARCHS[:2], "chunk": 1, "cache_dir": compilation_cache}
+        two = bulk.score_space("nb201", "snip_mine", tiny_batch, out=tmp_path / "two",
+                               workers=2, **options)
+        one = bulk.score_space("nb201", "snip", tiny_batch, out=tmp_path / "one", **options)
+        assert two.rows_written == one.rows_written == 2
+        values = [store.read_results(tmp_path / name).sort_values("arch").value.to_numpy()
+                  for name in ("one", "two")]
+        np.testing.assert_array_equal(*values)
+
+        # One defined in __main__ (a notebook) cannot: refused before any work.
+        def notebook_snip(inputs, passes):
+            return gradient.snip(inputs, passes)
+
+        notebook_snip.__module__ = "__main__"
+        registry.register(registry.Proxy("snip_notebook", notebook_snip, ("loss_gradients",),
+                                         "defined in a notebook"))
+        with pytest.raises(ValueError, match="snip_notebook.*workers=1"):
+            bulk.score_space("nb201", "snip_notebook", tiny_batch, out=tmp_path / "nb",
+                             workers=2, **options)
+        assert not (tmp_path / "nb").exists()
+    finally:
+        for name in ("snip_mine", "snip_notebook"):
+            registry._REGISTRY.pop(name, None)

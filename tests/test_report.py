@@ -260,8 +260,10 @@ def test_two_identities_of_one_proxy_are_refused_not_averaged():
     naswot = frame[frame["proxy"] == "naswot"]
     expected = naswot[naswot["settings"].str.contains('"activation_bn": "batch"')]
     assert len(expected) == 2
-    with pytest.raises(ValueError, match="no results match"):
+    with pytest.raises(ValueError, match="no results match.*hold activation_bn = 'batch', 'init'"):
         zcjax.correlate(frame, bench, "cifar10", select={"activation_bn": "nonsense"})
+    with pytest.raises(KeyError, match="no result's settings hold 'tenas_inputs'"):
+        zcjax.correlate(frame, bench, "cifar10", select={"tenas_inputs": "batch"})
 
 
 def test_seeds_of_one_identity_are_averaged_other_batches_refused(synthetic):

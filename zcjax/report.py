@@ -104,11 +104,17 @@ def _matches(frame: pd.DataFrame, name: str, value: Any) -> pd.Series:
         return frame[name] == value
     if "settings" not in frame.columns:
         raise KeyError(f"select={{{name!r}: ...}}: the results have no settings column")
-    cache = {}
+    cache, found = {}, set()
     for settings in frame["settings"].unique():
         flat = settings_lib.flatten(settings)
         keys = [k for k in flat if k == name or k.split(".", 1)[-1] == name]
+        found.update(repr(flat[k]) for k in keys)
         cache[settings] = all(flat[k] == value for k in keys)
+    if not found:
+        raise KeyError(f"select={{{name!r}: ...}}: no result's settings hold {name!r}")
+    if repr(value) not in found:
+        raise ValueError(f"no results match select={{{name!r}: {value!r}}}; the results "
+                         f"hold {name} = {', '.join(sorted(found))}")
     return frame["settings"].map(cache).astype(bool)
 
 
