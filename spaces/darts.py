@@ -68,7 +68,9 @@ from flax import linen
 
 from zcjax import nn
 from zcjax.network import Layer, Network
-from zcjax.spaces import nb201, ops
+from zcjax.space import SearchSpace
+from zcjax.spaces import ops
+from zcjax.spaces._network import ConvBN, SpaceModule, make_network
 from zcjax.spaces.switch import switched
 
 Array = jax.Array
@@ -530,13 +532,11 @@ class SlotParams(linen.Module):
 # ---------------------------------------------------------------------------
 # Flax modules
 # ---------------------------------------------------------------------------
-class FactorizedReducePreprocess(linen.Module):
+class FactorizedReducePreprocess(SpaceModule):
     """c_{k-2} after a reduce cell: ReLU, two stride-2 1x1 convs to C/2, concat, BN."""
 
     in_channels: int
     out_channels: int
-    bn: nn.BatchNormMode = "batch"
-    compiled: bool = True
 
     @linen.compact
     def __call__(self, x: Array) -> tuple[Array, Array]:
@@ -544,8 +544,7 @@ class FactorizedReducePreprocess(linen.Module):
         self.sow("relu", "input", (x, jnp.ones((), jnp.int32), jnp.zeros((), jnp.int32)))
         kernels = [nn.ConvParams(self.in_channels, self.out_channels // 2, 1,
                                  name=f"factorized_{path}")().astype(x.dtype) for path in "ab"]
-        conv = nn.conv2d if self.compiled else nn.conv2d_reference
-        halves = ops.factorized_reduce_halves(conv, jax.nn.relu(x), *kernels, 2)
+        halves = ops.factorized_reduce_halves(self.conv, jax.nn.relu(x), *kernels, 2)
         halves = self.perturb("factorized_out", halves)
         self.sow("intermediates", "factorized_out", halves)
         out = jnp.concatenate([halves[0], halves[1]], axis=-1)
@@ -553,7 +552,7 @@ class FactorizedReducePreprocess(linen.Module):
         return nn.batch_norm(out, scale.astype(x.dtype), bias.astype(x.dtype), self.bn), out
 
 
-class Cell(linen.Module):
+class Cell(SpaceModule):
     """One DARTS cell; ``genotype`` is the whole (2, 8, 2) genotype.
 
     Compiled, the 8 slots are a ``lax.scan`` (one slot body in the program instead of 8:
@@ -562,22 +561,20 @@ class Cell(linen.Module):
 
     cell: _Cell
     config: Config
-    bn: nn.BatchNormMode = "batch"
-    compiled: bool = True
 
     @linen.compact
     def __call__(self, s0: Array, s1: Array, genotype) -> tuple[Array, list[Array]]:
         cell, config, c = self.cell, self.config, self.cell.channels
         bn_inputs = []
         if cell.reduction_prev:
-            s0, bn_input = FactorizedReducePreprocess(cell.c_pp, c, self.bn, self.compiled,
+            s0, bn_input = FactorizedReducePreprocess(cell.c_pp, c, bn=self.bn,
+                                                      compiled=self.compiled,
                                                       name="preprocess0")(s0)
             bn_inputs.append(bn_input)
         else:
-            s0 = nb201.ConvBN(cell.c_pp, c, 1, bn=self.bn, compiled=self.compiled,
-                              name="preprocess0")(s0)
-        s1 = nb201.ConvBN(cell.c_p, c, 1, bn=self.bn, compiled=self.compiled,
-                          name="preprocess1")(s1)
+            s0 = ConvBN(cell.c_pp, c, 1, bn=self.bn, compiled=self.compiled,
+                        name="preprocess0")(s0)
+        s1 = ConvBN(cell.c_p, c, 1, bn=self.bn, compiled=self.compiled, name="preprocess1")(s1)
         slots = genotype[int(cell.reduction)]
         params = SlotParams(c, config.affine, cell.reduction, name="slots")()
         params = jax.tree.map(lambda p: p.astype(s1.dtype), params)
@@ -587,11 +584,10 @@ class Cell(linen.Module):
         if cell.reduction:
             half = (NUM_SLOTS, 2) + tap_shape[:-1] + (c // 2,)
             eps["factorized"] = self.perturb("factorized_out", jnp.zeros(half, s1.dtype))
-        conv = nn.conv2d if self.compiled else nn.conv2d_reference
         depthwise = ops.depthwise_conv2d if self.compiled else ops.depthwise_conv2d_reference
 
         def functions(stride):
-            return slot_op_functions(self.bn, conv, depthwise, stride=stride, config=config,
+            return slot_op_functions(self.bn, self.conv, depthwise, stride=stride, config=config,
                                      tap_shape=tap_shape, factorized=cell.reduction)
 
         strided = functions(2 if cell.reduction else 1)
@@ -670,25 +666,23 @@ class Cell(linen.Module):
                                      jnp.zeros(NUM_SLOTS, jnp.int32)))
 
 
-class DartsNetwork(linen.Module):
+class DartsNetwork(SpaceModule):
     """DARTS' NetworkCIFAR (no auxiliary head, no drop path) for a genotype."""
 
     config: Config = Config()
-    bn: nn.BatchNormMode = "batch"
-    compiled: bool = True
 
     @linen.compact
     def __call__(self, images: Array, genotype) -> Array:
         config = self.config
-        stem = nb201.ConvBN(3, config.stem_multiplier * config.channels, 3, relu=False,
-                            bn=self.bn, compiled=self.compiled, name="stem")(images)
+        stem = ConvBN(3, config.stem_multiplier * config.channels, 3, relu=False,
+                      bn=self.bn, compiled=self.compiled, name="stem")(images)
         s0 = s1 = stem
         # The inputs of BatchNorms that follow no single layer (after the concatenated
         # FactorizedReduce halves of preprocessing), declared even when there are none.
         self.sow("features", "bn_input", None, init_fn=tuple, reduce_fn=lambda xs, _: xs)
         for cell in _cells(config):
-            out, bn_inputs = Cell(cell, config, self.bn, self.compiled, name=cell.name)(
-                s0, s1, genotype)
+            out, bn_inputs = Cell(cell, config, bn=self.bn, compiled=self.compiled,
+                                  name=cell.name)(s0, s1, genotype)
             for bn_input in bn_inputs:
                 self.sow("features", "bn_input", bn_input)
             s0, s1 = s1, out
@@ -764,39 +758,38 @@ def _make_network(config: Config, *, compiled: bool) -> Network:
     layer_ops = np.asarray([s[2] for s in selectors], np.int32)
     needs_cell_input = np.asarray([s[3] for s in selectors], bool)
 
-    def init(key, images=None):
-        if images is None:
-            images = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
-        module = DartsNetwork(config, compiled=compiled)
-        genotype = np.zeros(GENOTYPE_SHAPE, np.int32)
-        genotype[:, :, 0] = np.arange(NUM_SLOTS) % 2  # any valid genotype
-        return {"params": module.init(key, images, genotype)["params"]}
-
-    def apply(variables, genotype, images, *, bn="batch", reduction_bn=None, capture=False):
-        # reduction_bn concerns residual reduction blocks, which this network has none of.
-        del reduction_bn
-        if compiled:
-            genotype = jnp.asarray(genotype, jnp.int32)
-        else:
-            genotype = tuple(tuple(tuple(int(v) for v in pair) for pair in cell)
-                             for cell in validate_genotype(genotype))
-        return nb201.apply_module(DartsNetwork(config, bn, compiled), variables, images,
-                                  genotype, capture)
-
     def active(genotype):
         genotype = jnp.asarray(genotype, jnp.int32)
         chosen = genotype[np.maximum(cell_types, 0), slots]  # (L, 2)
         selected = (chosen[:, 1] == layer_ops) & (~needs_cell_input | (chosen[:, 0] < 2))
         return jnp.where(cell_types < 0, True, selected)
 
-    return Network(
-        space="darts",
-        layers=layers,
-        init=init,
-        apply=apply,
-        active=active,
-        param_count=functools.partial(param_count, config=config),
-        flops=functools.partial(flops, config=config),
-        num_classes=config.num_classes,
-        image_size=config.image_size,
-    )
+    init_genotype = np.zeros(GENOTYPE_SHAPE, np.int32)
+    init_genotype[:, :, 0] = np.arange(NUM_SLOTS) % 2  # any valid genotype
+    return make_network(
+        space="darts", config=config, compiled=compiled, module=DartsNetwork,
+        init_genotype=init_genotype,
+        traced=lambda genotype: jnp.asarray(genotype, jnp.int32),
+        concrete=lambda genotype: tuple(tuple(tuple(int(v) for v in pair) for pair in cell)
+                                        for cell in validate_genotype(genotype)),
+        layers=layers, active=active, param_count=param_count, flops=flops)
+
+
+SPACE = SearchSpace(
+    name="darts",
+    Config=Config,
+    encode=encode,
+    decode=decode,
+    check_arch=check_arch,
+    arch_strings=arch_strings,
+    sample=sample,
+    network=network,
+    reference_network=reference_network,
+    param_count=param_count,
+    flops=flops,
+    num_archs=NUM_ARCHS,
+    # NASLib's NB301 key is the canonical string itself.
+    from_naslib=encode,
+    to_naslib=decode,
+    naslib_name="nasbench301",
+)

@@ -74,6 +74,10 @@ from flax import linen
 
 from zcjax import nn
 from zcjax.network import Layer, Network
+from zcjax.space import SearchSpace
+from zcjax.spaces._network import SpaceModule, apply_module
+from zcjax.spaces.ops import max_pool
+from zcjax.spaces.switch import switched
 
 Array = jax.Array
 
@@ -470,15 +474,8 @@ def flops(arch, config: Config = Config()) -> int:
 
 
 # ---------------------------------------------------------------------------
-# Ops, and a lax.switch that saves only its operands for the backward pass
+# Ops
 # ---------------------------------------------------------------------------
-def max_pool(x: Array, size: int, stride: int, padding: int = 0) -> Array:
-    """MaxPool2d (padding never wins: it is -inf), dtype-preserving."""
-    return jax.lax.reduce_window(
-        x, np.array(-np.inf, x.dtype), jax.lax.max, (1, size, size, 1), (1, stride, stride, 1),
-        ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-
-
 def _conv_bn_relu(conv, bn: nn.BatchNormMode, params, x, eps, padding: int):
     """Conv (+ zero perturbation) - BN - ReLU -> (output, conv output, ReLU input)."""
     out = conv(x, params["kernel"].astype(x.dtype), 1, padding) + eps
@@ -516,35 +513,6 @@ def _projection_branches(bn: nn.BatchNormMode):
     return (skip, project)
 
 
-def _pullback(function, *args):
-    """vjp of ``function`` at ``args[:-1]`` applied to the cotangent ``args[-1]``."""
-    return jax.vjp(function, *args[:-1])[1](args[-1])
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _switch(branches, index, *operands):
-    """``lax.switch`` whose derivatives (of any order) recompute only the chosen branch.
-
-    Differentiating ``lax.switch`` directly keeps zero-filled residuals of every branch
-    not taken (see DESIGN.md); here the forward saves only the operands and the backward
-    is itself such a switch over the branches' pullbacks.
-    """
-    return jax.lax.switch(index, branches, *operands)
-
-
-def _switch_fwd(branches, index, *operands):
-    return _switch(branches, index, *operands), (index, operands)
-
-
-def _switch_bwd(branches, residuals, cotangents):
-    index, operands = residuals
-    pullbacks = tuple(functools.partial(_pullback, branch) for branch in branches)
-    return (None,) + tuple(_switch(pullbacks, index, *operands, cotangents))
-
-
-_switch.defvjp(_switch_fwd, _switch_bwd)
-
-
 # ---------------------------------------------------------------------------
 # Flax modules
 # ---------------------------------------------------------------------------
@@ -569,8 +537,8 @@ def _cell(params, x, matrix, ops, eps, *, widths, to_output, bn, compiled):
     for t in range(1, size):
         name = f"input{t}"
         if compiled:
-            y, out, normed = _switch(_projection_branches(bn), matrix[0, t], params[name], x,
-                                    eps[name])
+            y, out, normed = switched(_projection_branches(bn), matrix[0, t], params[name], x,
+                                      eps[name])
         elif matrix[0, t]:
             y, out, normed = _conv_bn_relu(conv, bn, params[name], x, eps[name], 0)
         else:
@@ -591,8 +559,8 @@ def _cell(params, x, matrix, ops, eps, *, widths, to_output, bn, compiled):
             elif matrix[source, t]:
                 total = total + incoming
         if compiled:
-            y, out, normed = _switch(_vertex_branches(bn), ops[t] - MAXPOOL, params[name], total,
-                                    eps[name])
+            y, out, normed = switched(_vertex_branches(bn), ops[t] - MAXPOOL, params[name],
+                                      total, eps[name])
         else:
             y, out, normed = _vertex_branches(bn, conv)[int(ops[t]) - MAXPOOL](
                 params[name], total, eps[name])
@@ -605,7 +573,7 @@ def _cell(params, x, matrix, ops, eps, *, widths, to_output, bn, compiled):
     return jnp.concatenate(feeding, axis=-1) + projections[size - 1], taps
 
 
-class CellStack(linen.Module):
+class CellStack(SpaceModule):
     """``cells`` consecutive cells of one shape: ``lax.scan`` (compiled) or a Python loop.
 
     Scanning keeps one cell body in the compiled program per run of same-shaped cells
@@ -619,8 +587,6 @@ class CellStack(linen.Module):
     channels: tuple[int, ...]  # interior vertices
     to_output: tuple[bool, ...]
     cells: int
-    bn: nn.BatchNormMode = "batch"
-    compiled: bool = True
 
     @linen.compact
     def __call__(self, x: Array, matrix, ops) -> Array:
@@ -661,13 +627,11 @@ class CellStack(linen.Module):
         return x
 
 
-class NB101Network(linen.Module):
+class NB101Network(SpaceModule):
     """The NAS-Bench-101 network of one signature; see the module docstring."""
 
     config: Config
     sig: Signature
-    bn: nn.BatchNormMode = "batch"
-    compiled: bool = True
 
     @linen.compact
     def __call__(self, images: Array, matrix, ops) -> Array:
@@ -675,18 +639,17 @@ class NB101Network(linen.Module):
         kernel = nn.ConvParams(images.shape[-1], stem, 3, name="stem_conv")()
         scale, bias = nn.BatchNormParams(stem, name="stem_bn")()
         eps = self.perturb("stem", jnp.zeros(images.shape[:-1] + (stem,), images.dtype))
-        conv = nn.conv2d if self.compiled else nn.conv2d_reference
-        x, out, normed = _conv_bn_relu(conv, self.bn, {"kernel": kernel, "scale": scale,
+        x, out, normed = _conv_bn_relu(self.conv, self.bn, {"kernel": kernel, "scale": scale,
                                                        "bias": bias}, images, eps, 1)
         self.sow("intermediates", "stem", out)
         one = jnp.ones((), jnp.int32)
         self.sow("relu", "stem", (normed, one, jnp.zeros_like(one)))
         for stack, first, cells, c_in, c_out in _runs(self.config):
             if stack and not first:
-                x = max_pool(x, 2, 2)
+                x = max_pool(x, 2, 2, 0)
             x = CellStack(c_in, c_out, self.sig.channels[stack], self.sig.to_output, cells,
-                          self.bn, self.compiled, name=f"cells_{stack}_{first}")(x, ops=ops,
-                                                                                matrix=matrix)
+                          bn=self.bn, compiled=self.compiled,
+                          name=f"cells_{stack}_{first}")(x, ops=ops, matrix=matrix)
         self.sow("features", "pre_gap", x)
         logits = nn.Dense(self.config.num_classes, name="classifier")(nn.global_avg_pool(x))
         logits = self.perturb("logits", logits)
@@ -811,14 +774,11 @@ def _network(config: Config, sig: Signature, compiled: bool) -> Network:
 
     def apply(variables, genotype, images, *, bn="batch", reduction_bn=None, capture=False):
         del reduction_bn  # NB101 has no residual reduction blocks
-        module = NB101Network(config, sig, bn, compiled)
+        module = NB101Network(config, sig, bn=bn, compiled=compiled)
         matrix, ops = pruned(genotype)
         if compiled:
             matrix, ops = jnp.asarray(matrix, jnp.int32), jnp.asarray(ops, jnp.int32)
-        if not capture:
-            return module.apply(variables, images, matrix, ops)
-        return module.apply(variables, images, matrix, ops,
-                            mutable=["intermediates", "relu", "features"])
+        return apply_module(module, variables, images, matrix, ops, capture=capture)
 
     def active(genotype):
         matrix, ops = pruned(genotype)
@@ -849,3 +809,24 @@ def _network(config: Config, sig: Signature, compiled: bool) -> Network:
         num_classes=config.num_classes,
         image_size=config.image_size,
     )
+
+
+SPACE = SearchSpace(
+    name="nb101",
+    Config=Config,
+    encode=encode,
+    decode=decode,
+    check_arch=check_arch,
+    arch_strings=arch_strings,
+    sample=sample,
+    network=network,
+    reference_network=reference_network,
+    param_count=param_count,
+    flops=flops,
+    num_archs=NUM_ARCHS,
+    signature=signature,
+    # NASLib's NB101 key is the canonical string itself.
+    from_naslib=encode,
+    to_naslib=decode,
+    naslib_name="nasbench101",
+)

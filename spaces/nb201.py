@@ -29,9 +29,9 @@ References:
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
-import re
 from collections.abc import Sequence
 
 import jax
@@ -41,19 +41,23 @@ from flax import linen
 
 from zcjax import nn
 from zcjax.network import Layer, Network
-from zcjax.spaces.switch import switched
+from zcjax.space import SearchSpace
+from zcjax.spaces import _cell
+from zcjax.spaces._cell import CONV_OPS, EDGES, NUM_EDGES, NUM_NODES, edge_ops
+from zcjax.spaces._network import ConvBN, LayerTable, SpaceModule, edge_layers_active, make_network
 
 Array = jax.Array
 
-OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+OPS = _cell.CELL_OPS  # none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3
 OP_INDEX = {name: index for index, name in enumerate(OPS)}
-CONV_OPS = {OP_INDEX["nor_conv_1x1"]: 1, OP_INDEX["nor_conv_3x3"]: 3}  # op -> kernel size
-EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from), arch-string order
-NUM_EDGES = len(EDGES)
-NUM_NODES = 4
 NUM_ARCHS = len(OPS) ** NUM_EDGES
-
-_NODE_PATTERN = re.compile(r"\|([^|~]+)~([0-9]+)")
+# NASLib's NB201 encoding (naslib/search_spaces/nasbench201/conversions.py): op index ->
+# name, and the edge of each of its 6 positions as (from, to) on nodes 1..4.
+NASLIB_OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
+NASLIB_EDGES = ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))
+# Per genotype edge (to, from) on nodes 0..3, its NASLib position (from + 1, to + 1).
+_NASLIB_POSITIONS = tuple(NASLIB_EDGES.index((source + 1, target + 1))
+                          for target, source in EDGES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,97 +82,92 @@ def encode(arch: str) -> np.ndarray:
     Raises:
       ValueError: naming the first malformed part.
     """
-    return encode_cell(arch, OPS, space="NB201")
+    return _cell.encode_cell(arch, OPS, space="NB201")
 
 
 def validate_genotype(genotype) -> np.ndarray:
     """Check a concrete int genotype; return it as int32 (6,)."""
-    return validate_cell_genotype(genotype, OPS, space="NB201")
+    return _cell.validate_cell_genotype(genotype, OPS, space="NB201")
 
 
 def decode(genotype) -> str:
     """int genotype (6,) -> canonical arch string. Inverse of :func:`encode`."""
-    return decode_cell(genotype, OPS, space="NB201")
+    return _cell.decode_cell(genotype, OPS, space="NB201")
 
 
-# The codec of any NB201-style cell (4 nodes, 6 edges, one op per edge), shared with the
-# spaces built on the same cell (TransNAS-Bench-101 micro).
-def encode_cell(arch: str, ops: Sequence[str], *, space: str) -> np.ndarray:
-    """``"|op~0|+|op~0|op~1|+|op~0|op~1|op~2|"`` -> int32 (6,) indices into ``ops``.
+def check_arch(arch_or_genotype) -> np.ndarray:
+    """Arch string or int genotype -> validated int32 genotype."""
+    if isinstance(arch_or_genotype, str):
+        return encode(arch_or_genotype)
+    return validate_genotype(arch_or_genotype)
+
+
+def arch_strings(genotypes: Sequence) -> list[str]:
+    """Decode many genotypes."""
+    return [decode(g) for g in np.asarray(genotypes)]
+
+
+def from_naslib(key) -> np.ndarray:
+    """NASLib's NAS-Bench-201 op indices -> genotype.
+
+    NASLib encodes a cell as 6 op indices, one per edge in the order (1,2), (1,3), (1,4),
+    (2,3), (2,4), (3,4) (``(from, to)``, nodes numbered 1..4, node 1 the cell input), with
+    ops 0=skip_connect, 1=none, 2=nor_conv_3x3, 3=nor_conv_1x1, 4=avg_pool_3x3
+    (:data:`NASLIB_OPS`, :data:`NASLIB_EDGES`; naslib/search_spaces/nasbench201/
+    conversions.py). The arch string lists node j's inputs per node, i.e. the edges (1,2)
+    | (1,3) (2,3) | (1,4) (2,4) (3,4), so NASLib position p is genotype position
+    ``[0, 1, 3, 2, 4, 5][p]``. For example ``(4, 3, 3, 0, 0, 0)`` (NB201 index 0) is::
+
+        |avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+
+        |nor_conv_1x1~0|skip_connect~1|skip_connect~2|      (one string)
+
+    (Checked against the ``naslib_op_indices`` column of the NB201 CSV on all 15625 rows.)
+
+    Args:
+      key: the Suite-Zero JSON key ``"(4, 3, 3, 0, 0, 0)"``, a 6-digit string ``"433000"``
+        (the CSV's ``naslib_op_indices``), or a sequence of 6 ints.
 
     Raises:
-      ValueError: naming ``space`` and the first malformed part.
+      ValueError: not 6 op indices in 0..4.
     """
-    if not isinstance(arch, str):
-        raise ValueError(f"an {space} arch must be a string, got {type(arch).__name__}")
-    nodes = arch.split("+")
-    if len(nodes) != NUM_NODES - 1:
-        raise ValueError(
-            f"malformed {space} arch {arch!r}: expected 3 '+'-separated nodes, got {len(nodes)}"
-        )
-    op_index = {name: index for index, name in enumerate(ops)}
-    genotype = []
-    for node, text in enumerate(nodes, start=1):
-        entries = _NODE_PATTERN.findall(text)
-        if not text.startswith("|") or not text.endswith("|") or (
-            "".join(f"|{op}~{src}" for op, src in entries) + "|" != text
-        ):
-            raise ValueError(
-                f"malformed {space} arch {arch!r}: node {node} part {text!r} is not of the "
-                f"form '|op~i|...|'"
-            )
-        if len(entries) != node:
-            raise ValueError(
-                f"malformed {space} arch {arch!r}: node {node} part {text!r} must have {node} "
-                f"inputs, got {len(entries)}"
-            )
-        for expected_source, (op, source) in enumerate(entries):
-            if op not in op_index:
-                raise ValueError(
-                    f"malformed {space} arch {arch!r}: unknown op {op!r} in node {node}; "
-                    f"valid ops: {', '.join(ops)}"
-                )
-            if int(source) != expected_source or source != str(expected_source):
-                raise ValueError(
-                    f"malformed {space} arch {arch!r}: node {node} input {expected_source} "
-                    f"is written '~{source}'"
-                )
-            genotype.append(op_index[op])
-    return np.asarray(genotype, np.int32)
+    if isinstance(key, str):
+        text = key.strip()
+        if text.isdigit():
+            ops = [int(c) for c in text]
+        else:
+            try:
+                ops = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise ValueError(f"not a NASLib NB201 key: {key!r}") from None
+    else:
+        ops = key
+    try:
+        ops = [int(op) for op in ops]
+    except (TypeError, ValueError):
+        raise ValueError(f"not a NASLib NB201 key: {key!r}") from None
+    if len(ops) != len(NASLIB_EDGES) or not all(0 <= op < len(NASLIB_OPS) for op in ops):
+        raise ValueError(f"a NASLib NB201 key is 6 op indices in 0..4, got {key!r}")
+    return np.asarray([OP_INDEX[NASLIB_OPS[ops[position]]] for position in _NASLIB_POSITIONS],
+                      np.int32)
 
 
-def validate_cell_genotype(genotype, ops: Sequence[str], *, space: str) -> np.ndarray:
-    """Check a concrete int genotype of an NB201-style cell; return it as int32 (6,)."""
-    array = np.asarray(genotype)
-    if array.shape != (NUM_EDGES,):
-        raise ValueError(f"an {space} genotype has shape ({NUM_EDGES},), got {array.shape}")
-    if not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"an {space} genotype must be integers, got dtype {array.dtype}")
-    if array.min() < 0 or array.max() >= len(ops):
-        raise ValueError(f"{space} op indices are 0..{len(ops) - 1}, got {array.tolist()}")
-    return array.astype(np.int32)
-
-
-def decode_cell(genotype, ops: Sequence[str], *, space: str) -> str:
-    """int genotype (6,) -> canonical arch string. Inverse of :func:`encode_cell`."""
-    names = [ops[op] for op in validate_cell_genotype(genotype, ops, space=space)]
-    parts, edge = [], 0
-    for node in range(1, NUM_NODES):
-        parts.append("|" + "|".join(f"{names[edge + i]}~{i}" for i in range(node)) + "|")
-        edge += node
-    return "+".join(parts)
+def to_naslib(genotype) -> str:
+    """Genotype -> NASLib's key ``"(a, b, c, d, e, f)"``. Inverse of :func:`from_naslib`."""
+    genotype = validate_genotype(genotype)
+    ops = [0] * NUM_EDGES
+    for edge, position in enumerate(_NASLIB_POSITIONS):
+        ops[position] = NASLIB_OPS.index(OPS[genotype[edge]])
+    return str(tuple(ops))
 
 
 def all_genotypes() -> np.ndarray:
     """All 15625 genotypes, (15625, 6) int32, in base-5 order (not the benchmark's index)."""
-    digits = np.arange(NUM_ARCHS)[:, None] // (len(OPS) ** np.arange(NUM_EDGES - 1, -1, -1))
-    return (digits % len(OPS)).astype(np.int32)
+    return _cell.all_cell_genotypes(len(OPS))
 
 
 def sample(key: Array, num: int, *, replace: bool = False) -> np.ndarray:
     """``num`` genotypes drawn uniformly with a JAX key, (num, 6) int32."""
-    indices = jax.random.choice(key, NUM_ARCHS, (num,), replace=replace)
-    return all_genotypes()[np.asarray(indices)]
+    return _cell.sample_cells(key, num, len(OPS), replace=replace)
 
 
 # ---------------------------------------------------------------------------
@@ -225,20 +224,6 @@ def _is_traced(genotype) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(genotype))
 
 
-def edge_ops(genotype) -> tuple[Array, ...]:
-    """A traced genotype as one int32 scalar per edge.
-
-    A tuple stays a tuple of separate values, so under ``vmap`` an edge whose op the whole
-    batch shares keeps an unbatched index and ``lax.switch`` runs only that op, where a
-    batched index turns it into a select over every candidate op (see
-    :func:`zcjax.grouped.grouped_vmap`).
-    """
-    if isinstance(genotype, (tuple, list)):
-        return tuple(jnp.asarray(op, jnp.int32) for op in genotype)
-    genotype = jnp.asarray(genotype, jnp.int32)
-    return tuple(genotype[edge] for edge in range(genotype.shape[0]))
-
-
 def param_count(arch, config: Config = Config()) -> int:
     """Parameters of the network this architecture trains (conv, BN affine, linear).
 
@@ -261,178 +246,11 @@ def flops(arch, config: Config = Config()) -> int:
     return fixed + _edge_total(per_edge, genotype, config.cells_per_stage)
 
 
-# ---------------------------------------------------------------------------
-# The candidate ops as pure functions (switched per edge: zcjax.spaces.switch)
-# ---------------------------------------------------------------------------
-def op_functions(bn: nn.BatchNormMode, conv):
-    """The candidate ops, in :data:`OPS` order, as ``(params, x, eps) -> (y, conv_output)``.
-
-    ``eps`` is the zero perturbation added to the conv output (its gradient is the
-    gradient w.r.t. that output); ops without a conv return a zero conv output.
-    """
-
-    def conv_op(kernel_name, bn_name):
-        def op(params, x, eps):
-            out = conv(jax.nn.relu(x), params[kernel_name]["kernel"], 1, params[kernel_name][
-                "kernel"].shape[0] // 2) + eps
-            scale, bias = params[bn_name]["scale"], params[bn_name]["bias"]
-            return nn.batch_norm(out, scale.astype(x.dtype), bias.astype(x.dtype), bn), out
-
-        return op
-
-    def none(params, x, eps):
-        return jnp.zeros_like(x), jnp.zeros_like(x)
-
-    def skip(params, x, eps):
-        return x, jnp.zeros_like(x)
-
-    def pool(params, x, eps):
-        return nn.avg_pool(x, 3, 1, 1), jnp.zeros_like(x)
-
-    return (none, skip, conv_op("conv1x1", "bn1x1"), conv_op("conv3x3", "bn3x3"), pool)
-
-
-# ---------------------------------------------------------------------------
-# Flax modules
-# ---------------------------------------------------------------------------
-class EdgeParams(linen.Module):
-    """The parameters of every candidate op of one edge, stacked over a stage's cells
-    (``cells=None``: one unstacked set)."""
-
-    channels: int
-    cells: int | None
-
-    @linen.compact
-    def __call__(self):
-        params = {}
-        for op, size in CONV_OPS.items():
-            params[f"conv{size}x{size}"] = {
-                "kernel": nn.ConvParams(self.channels, self.channels, size, self.cells,
-                                        name=f"conv{size}x{size}")()
-            }
-            scale, bias = nn.BatchNormParams(self.channels, self.cells, name=f"bn{size}x{size}")()
-            params[f"bn{size}x{size}"] = {"scale": scale, "bias": bias}
-        return params
-
-
-EDGE_NAMES = tuple(f"edge_{target}_{source}" for target, source in EDGES)
-
-
-def cell_forward(edges, params, x, genotype, eps):
-    """One cell as a pure function.
-
-    Args:
-      edges: per edge (arch-string order), ``edge(op, edge_params, x, eps) -> (y, taps)``.
-      params: ``{edge name: edge params}`` of this cell.
-      x: the cell input (node 0).
-      genotype: the 6 ops (traced ints or Python ints).
-      eps: per edge, the zero perturbations of that edge's taps (indexable by edge).
-
-    Returns:
-      The output (node 3), the edges' taps (a list of 6; NB201's: the conv output) and
-      nodes 0-2 (a list of 3), which the ReLUs of conv ops read.
-    """
-    nodes, taps = [x], []
-    for index, (target, source) in enumerate(EDGES):
-        y, edge_taps = edges[index](genotype[index], params[EDGE_NAMES[index]], nodes[source],
-                                    eps[index])
-        taps.append(edge_taps)
-        if len(nodes) == target:  # the first edge into this node
-            nodes.append(y)
-        else:
-            nodes[target] = nodes[target] + y
-    return nodes[-1], taps, nodes[:-1]
-
-
-class CellStack(linen.Module):
-    """The cells of one stage: ``lax.scan`` over cells (compiled) or a Python loop.
-
-    Scanning keeps one cell body in the compiled program instead of five, which cuts XLA
-    compile time about fivefold; parameters are stacked on a leading cell axis. The
-    candidate ops are ``OPS[:num_ops]`` (TransNAS-Bench-101 micro has NB201's first four).
-    """
-
-    channels: int
-    cells: int
-    bn: nn.BatchNormMode = "batch"
-    compiled: bool = True
-    num_ops: int = len(OPS)
-
-    @linen.compact
-    def __call__(self, x: Array, genotype) -> Array:
-        params = {name: EdgeParams(self.channels, self.cells, name=name)() for name in EDGE_NAMES}
-        params = jax.tree.map(lambda p: p.astype(x.dtype), params)
-        eps = self.perturb("conv_out", jnp.zeros((self.cells, NUM_EDGES) + x.shape, x.dtype))
-        if self.compiled:
-            ops = op_functions(self.bn, nn.conv2d)[:self.num_ops]
-            edges = [functools.partial(switched, ops)] * NUM_EDGES
-
-            def step(carry, per_cell):
-                y, conv_outputs, nodes = cell_forward(edges, per_cell[0], carry, genotype,
-                                                      per_cell[1])
-                return y, (jnp.stack(conv_outputs), jnp.stack(nodes))
-
-            x, (conv_outputs, nodes) = jax.lax.scan(step, x, (params, eps))
-        else:
-            ops = op_functions(self.bn, nn.conv2d_reference)[:self.num_ops]
-            edges = [lambda op, p, h, e: ops[op](p, h, e)] * NUM_EDGES
-            per_cell = []
-            for cell in range(self.cells):
-                cell_params = jax.tree.map(lambda p: p[cell], params)
-                x, *taps = cell_forward(edges, cell_params, x, genotype, eps[cell])
-                per_cell.append([jnp.stack(t) for t in taps])
-            conv_outputs, nodes = (jnp.stack(t) for t in zip(*per_cell))
-        self.sow("intermediates", "conv_out", conv_outputs)
-        # Each conv op on an edge leaving node i has its own ReLU reading node i.
-        readers = jnp.stack([
-            sum(is_conv(genotype[e]) for e, (_, s) in enumerate(EDGES) if s == source)
-            for source in range(NUM_NODES - 1)
-        ])
-        readers = jnp.broadcast_to(readers, (self.cells, NUM_NODES - 1))
-        # Every one of those ReLUs sits in a ReLUConvBN wrapper (see zcjax.network).
-        self.sow("relu", "nodes", (nodes, readers, readers))
-        return x
-
-
-def is_conv(op):
-    """1 where ``op`` is nor_conv_1x1 or nor_conv_3x3 (traced or concrete), else 0."""
-    return jnp.asarray((op == OP_INDEX["nor_conv_1x1"]) | (op == OP_INDEX["nor_conv_3x3"]),
-                       jnp.int32)
-
-
-class ConvBN(linen.Module):
-    """Conv (no bias) + BN with a tapped, perturbable conv output; optional leading ReLU."""
-
-    in_channels: int
-    out_channels: int
-    kernel_size: int
-    stride: int = 1
-    relu: bool = True
-    bn: nn.BatchNormMode = "batch"
-    compiled: bool = True
-
-    @linen.compact
-    def __call__(self, x: Array) -> Array:
-        if self.relu:
-            one = jnp.ones((), jnp.int32)
-            self.sow("relu", "input", (x, one, one))  # the benchmark's ReLUConvBN
-            x = jax.nn.relu(x)
-        kernel = nn.ConvParams(self.in_channels, self.out_channels, self.kernel_size, name="conv")()
-        conv = nn.conv2d if self.compiled else nn.conv2d_reference
-        out = conv(x, kernel.astype(x.dtype), self.stride, self.kernel_size // 2)
-        out = self.perturb("conv_out", out)
-        self.sow("intermediates", "conv_out", out)
-        scale, bias = nn.BatchNormParams(self.out_channels, name="bn")()
-        return nn.batch_norm(out, scale.astype(x.dtype), bias.astype(x.dtype), self.bn)
-
-
-class ResNetBlock(linen.Module):
+class ResNetBlock(SpaceModule):
     """NB201's ResNetBasicblock with stride 2 (the reduction between stages)."""
 
     in_channels: int
     out_channels: int
-    bn: nn.BatchNormMode = "batch"
-    compiled: bool = True
 
     @linen.compact
     def __call__(self, x: Array) -> Array:
@@ -441,20 +259,17 @@ class ResNetBlock(linen.Module):
         branch = ConvBN(self.out_channels, self.out_channels, 3, 1, bn=self.bn,
                         compiled=self.compiled, name="conv_b")(branch)
         kernel = nn.ConvParams(self.in_channels, self.out_channels, 1, name="shortcut")()
-        conv = nn.conv2d if self.compiled else nn.conv2d_reference
-        shortcut = conv(nn.avg_pool(x, 2, 2), kernel.astype(x.dtype))
+        shortcut = self.conv(nn.avg_pool(x, 2, 2), kernel.astype(x.dtype))
         shortcut = self.perturb("shortcut_out", shortcut)
         self.sow("intermediates", "shortcut_out", shortcut)
         return shortcut + branch
 
 
-class NB201Network(linen.Module):
+class NB201Network(SpaceModule):
     """The NAS-Bench-201 network; ``genotype`` is an int array or a tuple of Python ints."""
 
     config: Config = Config()
-    bn: nn.BatchNormMode = "batch"
     reduction_bn: nn.BatchNormMode | None = None
-    compiled: bool = True
 
     @linen.compact
     def __call__(self, images: Array, genotype) -> Array:
@@ -465,10 +280,10 @@ class NB201Network(linen.Module):
         previous = config.channels[0]
         for stage, channels in enumerate(config.channels):
             if stage:
-                x = ResNetBlock(previous, channels, reduction_bn, self.compiled,
+                x = ResNetBlock(previous, channels, bn=reduction_bn, compiled=self.compiled,
                                 name=f"reduction_{stage}")(x)
-            x = CellStack(channels, config.cells_per_stage, self.bn, self.compiled,
-                          name=f"cells_{stage}")(x, genotype)
+            x = _cell.CellStack(channels, config.cells_per_stage, bn=self.bn,
+                                compiled=self.compiled, name=f"cells_{stage}")(x, genotype)
             previous = channels
         scale, bias = nn.BatchNormParams(previous, name="head_bn")()
         self.sow("features", "bn_input", x)
@@ -485,34 +300,6 @@ class NB201Network(linen.Module):
 # ---------------------------------------------------------------------------
 # The layer table and the Network seam
 # ---------------------------------------------------------------------------
-class LayerTable:
-    """Rows of a layer table with their (edge, op) selectors (edge -1: always active)."""
-
-    def __init__(self):
-        self.layers, self.edges, self.ops = [], [], []
-
-    def add(self, name, kind, shape, param_path, output_path, edge=-1, op=-1, **fields):
-        fields.setdefault("batch_norm", kind == "conv")
-        self.layers.append(Layer(name, kind, tuple(shape), tuple(param_path),
-                                 tuple(output_path), **fields))
-        self.edges.append(edge)
-        self.ops.append(op)
-
-    def add_cell_stack(self, stack: str, cells: int, channels: int) -> None:
-        """The candidate convs of every edge of a :class:`CellStack`'s scanned cells."""
-        for cell in range(cells):
-            for edge, edge_name in enumerate(EDGE_NAMES):
-                for op, size in CONV_OPS.items():
-                    conv = f"conv{size}x{size}"
-                    self.add(f"{stack}/{cell}/{edge_name}/{conv}", "conv",
-                             (size, size, channels, channels), (stack, edge_name, conv, "kernel"),
-                             (stack, "conv_out"), edge, op, param_index=(cell,),
-                             output_index=(cell, edge))
-
-    def build(self) -> tuple[tuple[Layer, ...], np.ndarray, np.ndarray]:
-        return tuple(self.layers), np.asarray(self.edges, np.int32), np.asarray(self.ops, np.int32)
-
-
 def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndarray]:
     """Layers in the reference network's module order, with (edge, op) selectors.
 
@@ -534,7 +321,7 @@ def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndar
                 (block, "conv_b", "conv", "kernel"), (block, "conv_b", "conv_out"))
             add(f"{block}/shortcut", "conv", (1, 1, previous, channels),
                 (block, "shortcut", "kernel"), (block, "shortcut_out"), batch_norm=False)
-        table.add_cell_stack(f"cells_{stage}", config.cells_per_stage, channels)
+        _cell.add_cell_stack(table, f"cells_{stage}", config.cells_per_stage, channels)
         previous = channels
     add("classifier", "linear", (previous, config.num_classes), ("classifier", "kernel"),
         ("logits",))
@@ -559,61 +346,32 @@ def reference_network(config: Config = Config()) -> Network:
 
 def _make_network(config: Config, *, compiled: bool) -> Network:
     layers, layer_edges, layer_ops = _layer_table(config)
-
-    def init(key, images=None):
-        if images is None:
-            images = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
-        module = NB201Network(config, compiled=compiled)
-        return {"params": module.init(key, images, jnp.zeros(NUM_EDGES, jnp.int32))["params"]}
-
-    def apply(variables, genotype, images, *, bn="batch", reduction_bn=None, capture=False):
-        if compiled:
-            genotype = edge_ops(genotype)
-        else:
-            genotype = tuple(int(op) for op in validate_genotype(genotype))
-        return apply_module(NB201Network(config, bn, reduction_bn, compiled), variables,
-                            images, genotype, capture)
-
-    return Network(
-        space="nb201",
-        layers=layers,
-        init=init,
-        apply=apply,
-        active=edge_layers_active(layer_edges, layer_ops),
-        param_count=functools.partial(param_count, config=config),
-        flops=functools.partial(flops, config=config),
-        num_classes=config.num_classes,
-        image_size=config.image_size,
-    )
+    return make_network(
+        space="nb201", config=config, compiled=compiled, module=NB201Network,
+        reduction_bn=True,
+        init_genotype=jnp.zeros(NUM_EDGES, jnp.int32),
+        traced=edge_ops,
+        concrete=lambda genotype: tuple(int(op) for op in validate_genotype(genotype)),
+        layers=layers, active=edge_layers_active(layer_edges, layer_ops),
+        param_count=param_count, flops=flops)
 
 
-def apply_module(module, variables, images, genotype, capture: bool):
-    """``module.apply``, with the tap collections returned when ``capture``."""
-    if not capture:
-        return module.apply(variables, images, genotype)
-    return module.apply(variables, images, genotype,
-                        mutable=["intermediates", "relu", "features"])
-
-
-def edge_layers_active(layer_edges: np.ndarray, layer_ops: np.ndarray):
-    """``active(genotype)`` of a layer table whose layer l sits on edge ``layer_edges[l]``
-    as op ``layer_ops[l]`` (edge -1: a layer every architecture uses)."""
-
-    def active(genotype):
-        genotype = jnp.asarray(genotype, jnp.int32)
-        selected = genotype[np.maximum(layer_edges, 0)] == layer_ops
-        return jnp.where(layer_edges < 0, True, selected)
-
-    return active
-
-
-def check_arch(arch_or_genotype) -> np.ndarray:
-    """Arch string or int genotype -> validated int32 genotype."""
-    if isinstance(arch_or_genotype, str):
-        return encode(arch_or_genotype)
-    return validate_genotype(arch_or_genotype)
-
-
-def arch_strings(genotypes: Sequence) -> list[str]:
-    """Decode many genotypes."""
-    return [decode(g) for g in np.asarray(genotypes)]
+SPACE = SearchSpace(
+    name="nb201",
+    Config=Config,
+    encode=encode,
+    decode=decode,
+    check_arch=check_arch,
+    arch_strings=arch_strings,
+    sample=sample,
+    network=network,
+    reference_network=reference_network,
+    param_count=param_count,
+    flops=flops,
+    num_archs=NUM_ARCHS,
+    all_genotypes=all_genotypes,
+    edge_ops=edge_ops,
+    from_naslib=from_naslib,
+    to_naslib=to_naslib,
+    naslib_name="nasbench201",
+)

@@ -38,7 +38,7 @@ own edge order or its ``OP_NAMES`` order, Identity/Zero/3x3/1x1, at most 179 do)
 
 The genotype is DATA: one compiled network (:func:`network`) serves every architecture
 (``lax.switch`` per edge under custom VJPs, :mod:`zcjax.spaces.switch`); normal cells
-reuse NB201's scanned :class:`~zcjax.spaces.nb201.CellStack`.
+are the scanned NB201-style cells of ``zcjax.spaces._cell`` (``CellStack``).
 
 References:
   Duan et al., "TransNAS-Bench-101: Improving Transferability and Generalizability of
@@ -60,18 +60,17 @@ from flax import linen
 
 from zcjax import nn
 from zcjax.network import Layer, Network
-from zcjax.spaces import nb201, ops
+from zcjax.space import SearchSpace
+from zcjax.spaces import _cell, ops
+from zcjax.spaces._cell import CONV_OPS, EDGE_NAMES, EDGES, NUM_EDGES, NUM_NODES
+from zcjax.spaces._network import ConvBN, LayerTable, SpaceModule, edge_layers_active, make_network
 from zcjax.spaces.switch import switched
 
 Array = jax.Array
 
-OPS = nb201.OPS[:4]  # none, skip_connect, nor_conv_1x1, nor_conv_3x3: TNB101's codes 0-3
+OPS = _cell.CELL_OPS[:4]  # none, skip_connect, nor_conv_1x1, nor_conv_3x3: TNB101's codes 0-3
 OP_INDEX = {name: index for index, name in enumerate(OPS)}
 SKIP = OP_INDEX["skip_connect"]
-EDGES = nb201.EDGES
-EDGE_NAMES = nb201.EDGE_NAMES
-NUM_EDGES = nb201.NUM_EDGES
-NUM_NODES = nb201.NUM_NODES
 NUM_ARCHS = len(OPS) ** NUM_EDGES
 INPUT_EDGES = tuple(index for index, (_, source) in enumerate(EDGES) if source == 0)
 TASK_CLASSES = {"class_object": 100, "class_scene": 63}  # the benchmark's classification heads
@@ -164,17 +163,17 @@ def encode(arch: str) -> np.ndarray:
     Raises:
       ValueError: naming the first malformed part.
     """
-    return nb201.encode_cell(arch, OPS, space=_SPACE)
+    return _cell.encode_cell(arch, OPS, space=_SPACE)
 
 
 def validate_genotype(genotype) -> np.ndarray:
     """Check a concrete int genotype; return it as int32 (6,)."""
-    return nb201.validate_cell_genotype(genotype, OPS, space=_SPACE)
+    return _cell.validate_cell_genotype(genotype, OPS, space=_SPACE)
 
 
 def decode(genotype) -> str:
     """int genotype (6,) -> canonical arch string. Inverse of :func:`encode`."""
-    return nb201.decode_cell(genotype, OPS, space=_SPACE)
+    return _cell.decode_cell(genotype, OPS, space=_SPACE)
 
 
 def from_naslib(key) -> np.ndarray:
@@ -236,14 +235,12 @@ def check_arch(arch_or_genotype) -> np.ndarray:
 
 def all_genotypes() -> np.ndarray:
     """All 4096 genotypes, (4096, 6) int32, in base-4 order."""
-    digits = np.arange(NUM_ARCHS)[:, None] // (len(OPS) ** np.arange(NUM_EDGES - 1, -1, -1))
-    return (digits % len(OPS)).astype(np.int32)
+    return _cell.all_cell_genotypes(len(OPS))
 
 
 def sample(key: Array, num: int, *, replace: bool = False) -> np.ndarray:
     """``num`` genotypes drawn uniformly with a JAX key, (num, 6) int32."""
-    indices = jax.random.choice(key, NUM_ARCHS, (num,), replace=replace)
-    return all_genotypes()[np.asarray(indices)]
+    return _cell.sample_cells(key, num, len(OPS), replace=replace)
 
 
 def arch_strings(genotypes: Sequence) -> list[str]:
@@ -282,7 +279,7 @@ def _cost_tables(config: Config) -> tuple[int, int, np.ndarray, np.ndarray]:
     for cell, (c_in, c_out, stride, size) in enumerate(shapes):
         for edge, (_, source) in enumerate(EDGES):
             edge_in, edge_stride = (c_in, stride) if source == 0 else (c_out, 1)
-            for op, kernel in nb201.CONV_OPS.items():
+            for op, kernel in CONV_OPS.items():
                 params[cell, edge, op] = kernel ** 2 * edge_in * c_out + 2 * c_out
                 flops_[cell, edge, op] = size * size * c_out * edge_in * kernel ** 2
             if edge_stride != 1 or edge_in != c_out:  # FactorizedReduce
@@ -380,7 +377,7 @@ class ReductionEdgeParams(linen.Module):
     @linen.compact
     def __call__(self):
         params = {}
-        for size in nb201.CONV_OPS.values():
+        for size in CONV_OPS.values():
             params[f"conv{size}x{size}"] = {"kernel": nn.ConvParams(
                 self.in_channels, self.out_channels, size, name=f"conv{size}x{size}")()}
             scale, bias = nn.BatchNormParams(self.out_channels, name=f"bn{size}x{size}")()
@@ -393,14 +390,12 @@ class ReductionEdgeParams(linen.Module):
         return params
 
 
-class ReductionCell(linen.Module):
+class ReductionCell(SpaceModule):
     """A layer's first cell when it changes channels and/or resolution."""
 
     in_channels: int
     out_channels: int
     stride: int
-    bn: nn.BatchNormMode = "batch"
-    compiled: bool = True
 
     @linen.compact
     def __call__(self, x: Array, genotype) -> Array:
@@ -408,7 +403,7 @@ class ReductionCell(linen.Module):
         out_shape = (x.shape[0],) + size + (self.out_channels,)
         params = {
             name: (ReductionEdgeParams(self.in_channels, self.out_channels, name=name)()
-                   if source == 0 else nb201.EdgeParams(self.out_channels, None, name=name)())
+                   if source == 0 else _cell.EdgeParams(self.out_channels, None, name=name)())
             for name, (_, source) in zip(EDGE_NAMES, EDGES)
         }
         params = jax.tree.map(lambda p: p.astype(x.dtype), params)
@@ -416,9 +411,8 @@ class ReductionCell(linen.Module):
         half_shape = out_shape[:-1] + (self.out_channels // 2,)
         factorized_eps = self.perturb(
             "factorized_out", jnp.zeros((len(INPUT_EDGES), 2) + half_shape, x.dtype))
-        conv = nn.conv2d if self.compiled else nn.conv2d_reference
-        input_ops = reduction_op_functions(self.bn, conv, self.stride, out_shape)
-        inner_ops = nb201.op_functions(self.bn, conv)[:len(OPS)]
+        input_ops = reduction_op_functions(self.bn, self.conv, self.stride, out_shape)
+        inner_ops = _cell.op_functions(self.bn, self.conv)[:len(OPS)]
         if self.compiled:
             input_edge = functools.partial(switched, input_ops)
             inner_edge = functools.partial(switched, inner_ops)
@@ -433,17 +427,17 @@ class ReductionCell(linen.Module):
             else:
                 edges.append(inner_edge)
                 eps.append(conv_eps[index])
-        y, taps, nodes = nb201.cell_forward(edges, params, x, genotype, eps)
+        y, taps, nodes = _cell.cell_forward(edges, params, x, genotype, eps)
         conv_outputs = [t[0] if source == 0 else t for t, (_, source) in zip(taps, EDGES)]
         self.sow("intermediates", "conv_out", jnp.stack(conv_outputs))
         self.sow("intermediates", "factorized_out", jnp.stack([taps[e][1] for e in INPUT_EDGES]))
         # ReLU modules reading the cell input: one per conv op and per FactorizedReduce;
         # only the convs' ReLUConvBN wrappers have "ReLU" in their class name.
-        convs = sum(nb201.is_conv(genotype[e]) for e in INPUT_EDGES)
+        convs = sum(_cell.is_conv(genotype[e]) for e in INPUT_EDGES)
         factorized = sum(jnp.asarray(genotype[e] == SKIP, jnp.int32) for e in INPUT_EDGES)
         self.sow("relu", "input", (x, convs + factorized, convs))
         readers = jnp.stack([
-            sum(nb201.is_conv(genotype[e]) for e, (_, s) in enumerate(EDGES) if s == source)
+            sum(_cell.is_conv(genotype[e]) for e, (_, s) in enumerate(EDGES) if s == source)
             for source in (1, 2)
         ])
         self.sow("relu", "nodes", (jnp.stack(nodes[1:]), readers, readers))
@@ -453,27 +447,26 @@ class ReductionCell(linen.Module):
 # ---------------------------------------------------------------------------
 # The network
 # ---------------------------------------------------------------------------
-class TNB101MicroNetwork(linen.Module):
+class TNB101MicroNetwork(SpaceModule):
     """TransNAS-Bench-101's classification MacroNet for one micro cell (genotype)."""
 
     config: Config = Config()
-    bn: nn.BatchNormMode = "batch"
-    compiled: bool = True
 
     @linen.compact
     def __call__(self, images: Array, genotype) -> Array:
         config, half = self.config, self.config.base_channels // 2
-        x = nb201.ConvBN(3, half, 3, 2, relu=False, bn=self.bn, compiled=self.compiled,
-                         name="stem_0")(images)
-        x = nb201.ConvBN(half, config.base_channels, 3, 2, bn=self.bn, compiled=self.compiled,
-                         name="stem_1")(x)
+        x = ConvBN(3, half, 3, 2, relu=False, bn=self.bn, compiled=self.compiled,
+                   name="stem_0")(images)
+        x = ConvBN(half, config.base_channels, 3, 2, bn=self.bn, compiled=self.compiled,
+                   name="stem_1")(x)
         for layer in _layers(config):
             if layer.reduces:
-                x = ReductionCell(layer.in_channels, layer.out_channels, layer.stride, self.bn,
-                                  self.compiled, name=f"layer{layer.index}_reduction")(x, genotype)
+                x = ReductionCell(layer.in_channels, layer.out_channels, layer.stride,
+                                  bn=self.bn, compiled=self.compiled,
+                                  name=f"layer{layer.index}_reduction")(x, genotype)
             if layer.normal_cells:
-                x = nb201.CellStack(layer.out_channels, layer.normal_cells, self.bn,
-                                    self.compiled, num_ops=len(OPS),
+                x = _cell.CellStack(layer.out_channels, layer.normal_cells, num_ops=len(OPS),
+                                    bn=self.bn, compiled=self.compiled,
                                     name=f"layer{layer.index}_cells")(x, genotype)
         self.sow("features", "pre_gap", x)
         # Every BatchNorm input is a layer output here (FactorizedReduce's aside): declare
@@ -492,7 +485,7 @@ def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndar
     of its BatchNorm's input; neither is marked ``batch_norm`` (no single layer output
     is that BatchNorm's input), so zen leaves those BatchNorms out.
     """
-    table = nb201.LayerTable()
+    table = LayerTable()
     add = table.add
 
     half, channels = config.base_channels // 2, config.base_channels
@@ -506,7 +499,7 @@ def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndar
             cell = f"layer{layer.index}_reduction"
             for edge, (_, source) in enumerate(EDGES):
                 edge_name, edge_in = EDGE_NAMES[edge], c_in if source == 0 else c_out
-                for op, size in nb201.CONV_OPS.items():
+                for op, size in CONV_OPS.items():
                     conv = f"conv{size}x{size}"
                     add(f"{cell}/{edge_name}/{conv}", "conv", (size, size, edge_in, c_out),
                         (cell, edge_name, conv, "kernel"), (cell, "conv_out"), edge, op,
@@ -518,7 +511,7 @@ def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndar
                             (cell, edge_name, f"factorized_{path}", "kernel"),
                             (cell, "factorized_out"), edge, SKIP, batch_norm=False,
                             output_index=(INPUT_EDGES.index(edge), path_index))
-        table.add_cell_stack(f"layer{layer.index}_cells", layer.normal_cells, c_out)
+        _cell.add_cell_stack(table, f"layer{layer.index}_cells", layer.normal_cells, c_out)
         channels = c_out
     add("classifier", "linear", (channels, config.num_classes), ("classifier", "kernel"),
         ("logits",))
@@ -542,31 +535,30 @@ def reference_network(config: Config = Config()) -> Network:
 
 def _make_network(config: Config, *, compiled: bool) -> Network:
     layers, layer_edges, layer_ops = _layer_table(config)
+    return make_network(
+        space="tnb101_micro", config=config, compiled=compiled, module=TNB101MicroNetwork,
+        init_genotype=jnp.zeros(NUM_EDGES, jnp.int32),
+        traced=lambda genotype: jnp.asarray(genotype, jnp.int32),
+        concrete=lambda genotype: tuple(int(op) for op in validate_genotype(genotype)),
+        layers=layers, active=edge_layers_active(layer_edges, layer_ops),
+        param_count=param_count, flops=flops)
 
-    def init(key, images=None):
-        if images is None:
-            images = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
-        module = TNB101MicroNetwork(config, compiled=compiled)
-        return {"params": module.init(key, images, jnp.zeros(NUM_EDGES, jnp.int32))["params"]}
 
-    def apply(variables, genotype, images, *, bn="batch", reduction_bn=None, capture=False):
-        # reduction_bn concerns residual reduction blocks, which this network has none of.
-        del reduction_bn
-        if compiled:
-            genotype = jnp.asarray(genotype, jnp.int32)
-        else:
-            genotype = tuple(int(op) for op in validate_genotype(genotype))
-        return nb201.apply_module(TNB101MicroNetwork(config, bn, compiled), variables,
-                                  images, genotype, capture)
-
-    return Network(
-        space="tnb101_micro",
-        layers=layers,
-        init=init,
-        apply=apply,
-        active=nb201.edge_layers_active(layer_edges, layer_ops),
-        param_count=functools.partial(param_count, config=config),
-        flops=functools.partial(flops, config=config),
-        num_classes=config.num_classes,
-        image_size=config.image_size,
-    )
+SPACE = SearchSpace(
+    name="tnb101_micro",
+    Config=Config,
+    encode=encode,
+    decode=decode,
+    check_arch=check_arch,
+    arch_strings=arch_strings,
+    sample=sample,
+    network=network,
+    reference_network=reference_network,
+    param_count=param_count,
+    flops=flops,
+    num_archs=NUM_ARCHS,
+    all_genotypes=all_genotypes,
+    from_naslib=from_naslib,
+    to_naslib=to_naslib,
+    naslib_name="transbench101_micro",
+)

@@ -5,9 +5,10 @@ measure how well the ranking agrees with trained accuracies.
 """
 
 from zcjax import aggregate, benchmarks, data, metrics, proxies, report
-from zcjax.api import Scorer, get_space, make_scorer, score
+from zcjax.api import Scorer, make_scorer, score
 from zcjax.network import Layer, Network
 from zcjax.report import correlate
+from zcjax.space import SearchSpace, get_space, register_space, space_names
 
 __version__ = "0.1.0"
 
@@ -15,6 +16,7 @@ __all__ = [
     "Layer",
     "Network",
     "Scorer",
+    "SearchSpace",
     "aggregate",
     "benchmarks",
     "correlate",
@@ -23,6 +25,8 @@ __all__ = [
     "make_scorer",
     "metrics",
     "proxies",
+    "register_space",
     "report",
     "score",
+    "space_names",
 ]

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 from collections.abc import Callable, Iterable, Mapping
-from types import ModuleType
 from typing import Any
 
 import jax
@@ -28,17 +26,9 @@ from zcjax import data
 from zcjax.network import Network
 from zcjax.proxies import registry
 from zcjax.proxies.base import ProxyInputs, ProxyOutput
+from zcjax.space import SearchSpace, get_space
 
-SPACES = {"nb201": "zcjax.spaces.nb201", "nb101": "zcjax.spaces.nb101",
-          "tnb101_micro": "zcjax.spaces.tnb101_micro", "darts": "zcjax.spaces.darts"}
 _INIT_STREAM, _NOISE_STREAM = 0, 1  # fold_in streams of the user's key
-
-
-def get_space(space: str) -> ModuleType:
-    """The module of a search space by name (e.g. ``"nb201"``)."""
-    if space not in SPACES:
-        raise ValueError(f"unknown search space {space!r}; valid spaces: {', '.join(SPACES)}")
-    return importlib.import_module(SPACES[space])
 
 
 def init_key(key: jax.Array) -> jax.Array:
@@ -98,12 +88,13 @@ class Scorer:
     Attributes:
       network: the space's compiled-once network.
       proxies: the proxy names, in order.
-      space: the space's module (codec: ``encode``, ``decode``, ``check_arch``).
+      space: the :class:`~zcjax.space.SearchSpace` (codec: ``encode``, ``decode``,
+        ``check_arch``).
       compiled: the jitted ``(genotype, images, labels, key) -> outputs`` itself, to
         transform (``jax.vmap``, grouping): no input checks, and it must run in x64, so
         call it (or what it is transformed into) through :func:`in_x64`. Its cache holds
         one entry per (batch shape, dtype): genotypes are data, not structure.
-      for_genotype: for spaces whose shapes vary between architectures (those with a
+      for_genotype: for spaces whose shapes vary between architectures (those that offer
         ``signature(genotype, config)``, e.g. NB101): ``genotype -> Scorer`` of its shape
         signature (built once per signature and cached); ``network`` and ``compiled`` are
         then None and calls dispatch through it.
@@ -111,7 +102,7 @@ class Scorer:
 
     network: Network | None
     proxies: tuple[str, ...]
-    space: ModuleType
+    space: SearchSpace
     compiled: Any
     for_genotype: Callable[[np.ndarray], Scorer] | None = None
 
@@ -131,7 +122,8 @@ class Scorer:
         """
         if isinstance(genotype, str):
             raise TypeError("make_scorer's scorer takes an int genotype; encode the arch "
-                            f"string first ({self.space.__name__}.encode) or use zcjax.score")
+                            f"string first (scorer.space.encode, space {self.space.name!r}) or "
+                            "use zcjax.score")
         genotype = self.space.check_arch(genotype)
         if self.for_genotype is not None:
             return self.for_genotype(genotype)(genotype, batch, key)
@@ -145,7 +137,7 @@ class Scorer:
 
 
 def make_scorer(
-    space: str = "nb201",
+    space: str | SearchSpace = "nb201",
     proxies: str | Iterable[str] | None = None,
     *,
     num_classes: int | None = None,
@@ -157,7 +149,7 @@ def make_scorer(
     """Build the compiled scorer of a proxy set on a space (compiled once per batch shape).
 
     Args:
-      space: search space name.
+      space: search space name (see :func:`zcjax.space.space_names`) or a SearchSpace.
       proxies: proxy names (sequence or comma-separated); None = every registered proxy.
       num_classes: classifier width; default: the space config's (10 for NB201, CIFAR-10).
       image_size: input height and width (the networks are fully convolutional; this sets
@@ -175,8 +167,8 @@ def make_scorer(
       TypeError: an option none of the requested proxies reads.
       ValueError: an option value the option does not accept.
     """
-    space_module = get_space(space)
-    config = space_module.Config() if config is None else config
+    space = get_space(space)
+    config = space.Config() if config is None else config
     if num_classes is not None:
         config = dataclasses.replace(config, num_classes=int(num_classes))
     if image_size is not None:
@@ -194,15 +186,15 @@ def make_scorer(
                 return dict(outputs)
             return {name: output.score for name, output in outputs.items()}
 
-        return Scorer(network, names, space_module, jax.jit(score_architecture))
+        return Scorer(network, names, space, jax.jit(score_architecture))
 
-    if not hasattr(space_module, "signature"):
-        return build(space_module.network(config))
+    if not space.offers("signature"):
+        return build(space.network(config))
     # Shapes vary between architectures (NB101): one compiled scorer per shape signature.
     per_signature = functools.lru_cache(maxsize=None)(
-        lambda signature: build(space_module.network(config, signature)))
-    return Scorer(None, names, space_module, None,
-                  lambda genotype: per_signature(space_module.signature(genotype, config)))
+        lambda signature: build(space.network(config, signature)))
+    return Scorer(None, names, space, None,
+                  lambda genotype: per_signature(space.signature(genotype, config)))
 
 
 @functools.lru_cache(maxsize=32)
@@ -217,7 +209,7 @@ def score(
     *,
     proxies: str | Iterable[str] | None = None,
     key: jax.Array | None = None,
-    space: str = "nb201",
+    space: str | SearchSpace = "nb201",
     num_classes: int | None = None,
     **options: Any,
 ) -> dict[str, float]:
@@ -231,7 +223,7 @@ def score(
       batch: ``(images, labels)``: images float NHWC (normalised), labels int.
       proxies: names (sequence or comma-separated); None = every registered proxy.
       key: PRNG key of the random initialisation; default ``jax.random.key(0)``.
-      space: search space name.
+      space: search space name or a SearchSpace.
       num_classes: classifier width; default the space's (10 for NB201). The image size is
         taken from the batch.
       **options: options the requested proxies read (see :func:`make_scorer`).

@@ -21,10 +21,9 @@ References:
 
 from __future__ import annotations
 
-import ast
 import dataclasses
+import functools
 import gzip
-import importlib
 import json
 import math
 import os
@@ -35,12 +34,12 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
+from zcjax.space import get_space, space_names
+
 __all__ = [
     "BENCHMARKS",
     "BENCHMARK_DIR_VARIABLE",
     "Benchmark",
-    "NASLIB_NB201_EDGES",
-    "NASLIB_NB201_OPS",
     "NATS_DATASETS",
     "NB201_CSV_COLUMNS",
     "SUITE_ZERO_ARCH_KEYS",
@@ -49,6 +48,7 @@ __all__ = [
     "load_nats_bench",
     "load_nb201_csv",
     "load_suite_zero",
+    "naslib_arch",
     "naslib_darts_arch",
     "naslib_nb101_arch",
     "naslib_nb201_arch",
@@ -224,136 +224,85 @@ def load_nb201_csv(path: str | os.PathLike) -> Benchmark:
 # ---------------------------------------------------------------------------
 # NAS-Bench-Suite-Zero JSON (NASLib zc_<space>.json)
 # ---------------------------------------------------------------------------
-# NASLib's NB201 encoding (naslib/search_spaces/nasbench201/conversions.py): op index ->
-# name, and the edge of each of the 6 positions as (from, to) on nodes 1..4.
-NASLIB_NB201_OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
-NASLIB_NB201_EDGES = ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))
-# Arch-string edge order: node j's inputs 0..j-1, nodes 1..3 (0-based), i.e. the (from, to)
-# edges (1,2), (1,3), (2,3), (1,4), (2,4), (3,4) in NASLib's 1-based numbering.
-_ARCH_STR_EDGES = tuple((i + 1, j + 1) for j in range(1, 4) for i in range(j))
+def naslib_arch(space: str, key) -> str:
+    """A NAS-Bench-Suite-Zero JSON key of ``space`` -> our canonical arch string.
+
+    The space's own ``from_naslib`` reads the key (:class:`zcjax.space.SearchSpace`), so
+    any registered space that declares it can read its Suite-Zero file.
+
+    Raises:
+      ValueError: the space does not read NASLib keys, or the key is malformed (the space's
+        message names the problem).
+    """
+    found = get_space(space)
+    return found.decode(found.require("from_naslib")(key))
 
 
 def naslib_nb201_arch(key: str | Iterable[int]) -> str:
-    """NASLib's NAS-Bench-201 op indices -> our (NB201's own) arch string.
-
-    NASLib encodes a cell as 6 op indices, one per edge in the order (1,2), (1,3), (1,4),
-    (2,3), (2,4), (3,4) (``(from, to)``, nodes numbered 1..4, node 1 the cell input), with
-    ops 0=skip_connect, 1=none, 2=nor_conv_3x3, 3=nor_conv_1x1, 4=avg_pool_3x3. The arch
-    string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` lists node j's inputs per node, i.e. the
-    edges (1,2) | (1,3) (2,3) | (1,4) (2,4) (3,4). So NASLib position p goes to arch-string
-    position ``[0, 1, 3, 2, 4, 5][p]``. For example ``(4, 3, 3, 0, 0, 0)`` (NB201 index 0) is::
-
-        |avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+
-        |nor_conv_1x1~0|skip_connect~1|skip_connect~2|      (one string)
-
-    (Checked against the ``naslib_op_indices`` column of the NB201 CSV on all 15625 rows.)
-
-    Args:
-      key: the Suite-Zero JSON key ``"(4, 3, 3, 0, 0, 0)"``, a 6-digit string ``"433000"``
-        (the CSV's ``naslib_op_indices``), or a sequence of 6 ints.
-
-    Raises:
-      ValueError: not 6 op indices in 0..4.
-    """
-    if isinstance(key, str):
-        text = key.strip()
-        if text.isdigit():
-            ops = [int(c) for c in text]
-        else:
-            try:
-                ops = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                raise ValueError(f"not a NASLib NB201 key: {key!r}") from None
-    else:
-        ops = key
-    try:
-        ops = [int(op) for op in ops]
-    except (TypeError, ValueError):
-        raise ValueError(f"not a NASLib NB201 key: {key!r}") from None
-    if len(ops) != len(NASLIB_NB201_EDGES) or not all(0 <= op < len(NASLIB_NB201_OPS)
-                                                      for op in ops):
-        raise ValueError(f"a NASLib NB201 key is 6 op indices in 0..4, got {key!r}")
-    by_edge = dict(zip(NASLIB_NB201_EDGES, ops))
-    names = [NASLIB_NB201_OPS[by_edge[edge]] for edge in _ARCH_STR_EDGES]
-    nodes, position = [], 0
-    for node in range(1, 4):
-        nodes.append("|" + "|".join(f"{names[position + i]}~{i}" for i in range(node)) + "|")
-        position += node
-    return "+".join(nodes)
-
-
-def _space(name: str):
-    # Imported on first use: reading accuracy tables needs no JAX.
-    return importlib.import_module(f"zcjax.spaces.{name}")
-
-
-def _string_key(key, space: str) -> str:
-    if not isinstance(key, str):
-        raise ValueError(f"a NASLib {space} key is a string, got {type(key).__name__}")
-    return key
+    """NASLib's NAS-Bench-201 op indices (``"(4, 3, 3, 0, 0, 0)"``, ``"433000"`` or 6
+    ints) -> our (NB201's own) arch string; see :func:`zcjax.spaces.nb201.from_naslib`."""
+    return naslib_arch("nb201", key)
 
 
 def naslib_nb101_arch(key: str) -> str:
-    """NASLib's NAS-Bench-101 key -> :mod:`zcjax.spaces.nb101`'s canonical arch string.
-
-    The key is the Python repr of 56 ints (the row-major 7x7 adjacency matrix, then the 7
-    op codes), which is nb101's arch string itself; this validates it and normalises its
-    spacing.
-
-    Raises:
-      ValueError: not 56 ints, or not a valid NB101 cell.
-    """
-    nb101 = _space("nb101")
-    return nb101.decode(nb101.encode(_string_key(key, "NB101")))
+    """NASLib's NAS-Bench-101 key (the repr of the 56 genotype ints, which is
+    :mod:`zcjax.spaces.nb101`'s arch string itself) -> the validated, canonically spaced
+    arch string."""
+    return naslib_arch("nb101", key)
 
 
 def naslib_darts_arch(key: str) -> str:
-    """NASLib's NAS-Bench-301 "compact" key -> :mod:`zcjax.spaces.darts`'s arch string.
-
-    The key ``"[[(input, op) x 8], [(input, op) x 8]]"`` (normal cell, reduce cell) is the
-    darts space's canonical form; this validates it and normalises its spacing.
-
-    Raises:
-      ValueError: malformed, or an input or op out of range.
-    """
-    darts = _space("darts")
-    return darts.decode(darts.encode(_string_key(key, "NB301")))
+    """NASLib's NAS-Bench-301 "compact" key ``"[[(input, op) x 8], [(input, op) x 8]]"``
+    (the darts space's canonical form) -> the validated, canonically spaced arch string."""
+    return naslib_arch("darts", key)
 
 
 def naslib_tnb101_micro_arch(key: str) -> str:
-    """NASLib's TransNAS-Bench-101 micro key ``"(a, b, c, d, e, f)"`` -> our arch string.
-
-    The six digits are the benchmark's op codes in :mod:`zcjax.spaces.tnb101_micro`'s edge
-    order (see :func:`zcjax.spaces.tnb101_micro.from_naslib`); the result is the NB201-style
-    string, e.g. ``"(1, 0, 0, 2, 1, 0)"`` ->
-    ``"|skip_connect~0|+|none~0|none~1|+|nor_conv_1x1~0|skip_connect~1|none~2|"``.
-
-    Raises:
-      ValueError: anything but six op codes 0-3.
-    """
-    tnb = _space("tnb101_micro")
-    return tnb.decode(tnb.from_naslib(_string_key(key, "TNB101-micro")))
+    """NASLib's TransNAS-Bench-101 micro key ``"(a, b, c, d, e, f)"`` -> our arch string;
+    see :func:`zcjax.spaces.tnb101_micro.from_naslib`."""
+    return naslib_arch("tnb101_micro", key)
 
 
-# Space name (as zcjax.get_space knows it) -> Suite-Zero key mapper.
-SUITE_ZERO_ARCH_KEYS: Mapping[str, Callable[[str], str]] = MappingProxyType(
-    {
-        "nb201": naslib_nb201_arch,
-        "nb101": naslib_nb101_arch,
-        "darts": naslib_darts_arch,
-        "tnb101_micro": naslib_tnb101_micro_arch,
-    }
-)
-# Part of NASLib's file name (zc_<name>.json) -> space; None: no zcjax space for it.
-SUITE_ZERO_FILE_SPACES: Mapping[str, str | None] = MappingProxyType(
-    {
-        "nasbench101": "nb101",
-        "nasbench201": "nb201",
-        "nasbench301": "darts",
-        "transbench101_micro": "tnb101_micro",
-        "transbench101_macro": None,
-    }
-)
+class _FromRegistry(Mapping):
+    """A read-only mapping computed from the space registry each time it is read, so
+    spaces registered later count too (and importing this module imports no space)."""
+
+    def __init__(self, build: Callable[[], dict]):
+        self._build = build
+
+    def __getitem__(self, key):
+        return self._build()[key]
+
+    def __iter__(self):
+        return iter(self._build())
+
+    def __len__(self) -> int:
+        return len(self._build())
+
+    def __repr__(self) -> str:
+        return repr(self._build())
+
+
+def _arch_keys() -> dict[str, Callable[[str], str]]:
+    return {name: functools.partial(naslib_arch, name) for name in space_names()
+            if get_space(name).offers("from_naslib")}
+
+
+# NASLib's search spaces that zcjax has no space for (their files are refused clearly).
+_NASLIB_WITHOUT_SPACE = ("transbench101_macro",)
+
+
+def _file_spaces() -> dict[str, str | None]:
+    parts = {space.naslib_name: space.name for space in map(get_space, space_names())
+             if space.naslib_name is not None}
+    return parts | dict.fromkeys(_NASLIB_WITHOUT_SPACE)
+
+
+# Space name -> Suite-Zero key mapper: every registered space that offers from_naslib.
+SUITE_ZERO_ARCH_KEYS: Mapping[str, Callable[[str], str]] = _FromRegistry(_arch_keys)
+# Part of NASLib's file name (zc_<name>.json, a space's naslib_name) -> space; None: no
+# zcjax space for it.
+SUITE_ZERO_FILE_SPACES: Mapping[str, str | None] = _FromRegistry(_file_spaces)
 
 
 def suite_zero_space(path: str | os.PathLike) -> str | None:
@@ -364,7 +313,7 @@ def suite_zero_space(path: str | os.PathLike) -> str | None:
       ValueError: the name is that of a space zcjax does not implement (TNB101 macro).
     """
     name = Path(path).name.lower()
-    for part, space in SUITE_ZERO_FILE_SPACES.items():
+    for part, space in _file_spaces().items():
         if part in name:
             if space is None:
                 raise ValueError(f"{Path(path).name}: zcjax has no search space for NASLib's "
@@ -449,7 +398,7 @@ def load_suite_zero(
     Args:
       path: the JSON file, plain or gzipped.
       arch_from_key: maps a JSON key to our arch string (:func:`naslib_nb201_arch` for
-        NB201; see :data:`SUITE_ZERO_ARCH_KEYS`).
+        NB201; :data:`SUITE_ZERO_ARCH_KEYS` has every space's).
       name: the benchmark's name.
 
     Raises:
@@ -552,6 +501,10 @@ class _Source:
     description: str
 
 
+def _suite_zero_loader(space: str, name: str) -> Callable[[Path], Benchmark]:
+    return lambda path: load_suite_zero(path, functools.partial(naslib_arch, space), name=name)
+
+
 BENCHMARK_DIR_VARIABLE = "ZCJAX_BENCHMARK_DIR"
 BENCHMARKS: Mapping[str, _Source] = MappingProxyType(
     {
@@ -564,13 +517,13 @@ BENCHMARKS: Mapping[str, _Source] = MappingProxyType(
         "nb201-suite-zero": _Source(
             "ZCJAX_NB201_SUITE_ZERO",
             ("*zc_nasbench201*.json*", "nb201/*zc_nasbench201*.json*"),
-            lambda path: load_suite_zero(path, naslib_nb201_arch, name="nb201-suite-zero"),
+            _suite_zero_loader("nb201", "nb201-suite-zero"),
             "NAS-Bench-Suite-Zero NB201 JSON (725 archs, validation accuracy, proxy scores)",
         ),
         "nb101-suite-zero": _Source(
             "ZCJAX_NB101_SUITE_ZERO",
             ("*zc_nasbench101*.json*", "nb101/*zc_nasbench101*.json*"),
-            lambda path: load_suite_zero(path, naslib_nb101_arch, name="nb101-suite-zero"),
+            _suite_zero_loader("nb101", "nb101-suite-zero"),
             "NAS-Bench-Suite-Zero NB101 JSON (500 archs, CIFAR-10 validation accuracy, proxy "
             "scores)",
         ),
@@ -579,15 +532,14 @@ BENCHMARKS: Mapping[str, _Source] = MappingProxyType(
             # The 725-arch file first: it has more proxies (nwot) than the older 500.
             ("*zc_nasbench301_725*.json*", "nb301/*zc_nasbench301_725*.json*",
              "*zc_nasbench301*.json*", "nb301/*zc_nasbench301*.json*"),
-            lambda path: load_suite_zero(path, naslib_darts_arch, name="nb301-suite-zero"),
+            _suite_zero_loader("darts", "nb301-suite-zero"),
             "NAS-Bench-Suite-Zero NB301 (DARTS space) JSON (725 or 500 archs, surrogate "
             "CIFAR-10 accuracy, proxy scores)",
         ),
         "tnb101-micro-suite-zero": _Source(
             "ZCJAX_TNB101_MICRO_SUITE_ZERO",
             ("*zc_transbench101_micro*.json*", "tnb101/*zc_transbench101_micro*.json*"),
-            lambda path: load_suite_zero(path, naslib_tnb101_micro_arch,
-                                         name="tnb101-micro-suite-zero"),
+            _suite_zero_loader("tnb101_micro", "tnb101-micro-suite-zero"),
             "NAS-Bench-Suite-Zero TransNAS-Bench-101 micro JSON (711 archs, 7 tasks, proxy "
             "scores)",
         ),

@@ -213,7 +213,7 @@ def _archs_to_score(args, space, key):
             raise ValueError(f"--n: {error}") from None
     if args.n is None:
         return None
-    total = getattr(space, "NUM_ARCHS", None)
+    total = space.num_archs
     if args.n < 1 or (total is not None and args.n > total):
         raise ValueError(f"--n must be in 1..{total or 'the space size'}, got {args.n}")
     return space.sample(key, args.n)

@@ -8,8 +8,9 @@ conditional that runs only the chosen op, once per group instead of once per arc
 every op. NB201 in base-5 order (:func:`zcjax.spaces.nb201.all_genotypes`) falls into
 groups of ``5 ** (6 - shared_edges)`` consecutive architectures.
 
-The space's compiled ``apply`` must take a genotype as a tuple of per-edge scalars
-(NB201: :func:`zcjax.spaces.nb201.edge_ops`). Scores equal the sequential scorer's up to
+The space must offer the ``edge_ops`` capability (:class:`zcjax.space.SearchSpace`: a
+genotype is one op index per edge, every combination valid, and the compiled ``apply``
+takes it as a tuple of per-edge scalars; NB201 does). Scores equal the sequential scorer's up to
 float32 reassociation: the key is shared, so every architecture gets the same
 initialisation as when scored alone.
 
@@ -43,15 +44,29 @@ def groups(genotypes: np.ndarray, shared_edges: int) -> Iterator[tuple[np.ndarra
         yield prefixes[group], np.flatnonzero(inverse.ravel() == group)
 
 
-def _check_supported(scorer: Scorer, shared_edges: int) -> None:
-    space = scorer.space.__name__
-    if scorer.compiled is None or not hasattr(scorer.space, "edge_ops"):
+def _edge_layout(scorer: Scorer) -> tuple[int, int]:
+    """(edges, ops per edge) of the scorer's space, which must offer ``edge_ops``."""
+    space = scorer.space
+    if scorer.compiled is None or not space.offers("edge_ops"):
         raise ValueError(f"grouped_vmap needs a space compiled once whose network takes "
-                         f"per-edge genotypes (NB201); {space} does not")
-    edges = scorer.space.NUM_EDGES
+                         f"per-edge genotypes (one that offers edge_ops, e.g. NB201); "
+                         f"space {space.name!r} does not")
+    edges = len(space.edge_ops(space.sample(jax.random.key(0), 1)[0]))
+    # edge_ops declares every combination of ops valid: num_archs = ops ** edges.
+    ops = round(space.num_archs ** (1 / edges))
+    if ops ** edges != space.num_archs:
+        raise ValueError(f"space {space.name!r} offers edge_ops, so its {space.num_archs} "
+                         f"architectures must be every combination of ops on its {edges} "
+                         "edges; they are not")
+    return edges, ops
+
+
+def _check_supported(scorer: Scorer, shared_edges: int) -> tuple[int, int]:
+    edges, ops = _edge_layout(scorer)
     if not 0 < shared_edges < edges:
-        raise ValueError(f"shared_edges must be in 1..{edges - 1} for {space}, "
-                         f"got {shared_edges}")
+        raise ValueError(f"shared_edges must be in 1..{edges - 1} for space "
+                         f"{scorer.space.name!r}, got {shared_edges}")
+    return edges, ops
 
 
 @functools.lru_cache(maxsize=16)
@@ -75,16 +90,16 @@ def score_grouped(scorer: Scorer, genotypes: np.ndarray, batch, key: jax.Array,
     """Every architecture's scores, ``{proxy: (len(genotypes),)}`` in input order.
 
     Every group is padded with its last member to the size of a full group
-    (``len(space.OPS) ** varying edges``), so any subset of the space runs one program.
+    (``ops ** varying edges``), so any subset of the space runs one program.
     """
-    _check_supported(scorer, shared_edges)
+    edges, ops = _check_supported(scorer, shared_edges)
     genotypes = np.stack([scorer.space.check_arch(genotype) for genotype in genotypes])
     images, labels = data.validate_batch(batch, image_size=scorer.network.image_size,
                                          num_classes=scorer.network.num_classes)
     images = images.astype(jnp.float32)
     function = in_x64(grouped_vmap(scorer, shared_edges))
     members_list, pending = [], []
-    width = len(scorer.space.OPS) ** (genotypes.shape[1] - shared_edges)
+    width = ops ** (edges - shared_edges)
     for shared, members in groups(genotypes, shared_edges):
         varying = genotypes[members, shared_edges:]
         padded = np.concatenate([varying, np.repeat(varying[-1:], width - len(members), 0)])
