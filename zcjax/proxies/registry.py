@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from zcjax.aggregate import SNR_MODES
-from zcjax.proxies import (counts, epe_nas, gradient, jacob_cov, naswot, snr, synflow, tenas,
-                           zen_zico)
+from zcjax.proxies import (counts, epe_nas, gradient, jacob_cov, meco, naswot, snr, synflow,
+                           tenas, zen_zico)
 from zcjax.proxies.base import Pass, ProxyFn, ProxyInputs, ProxyOutput
 from zcjax.proxies.options import Option
 from zcjax.proxies.passes import PASSES
@@ -189,6 +189,8 @@ for _builtin in (
           "minus the condition number of the empirical NTK (TE-NAS)"),
     Proxy("linear_regions", tenas.linear_regions, ("tenas_images", "tenas_activations"),
           "number of distinct ReLU activation patterns in the batch (TE-NAS)"),
+    Proxy("meco_layers", meco.meco_layers, ("activations",),
+          "sum over layers of the min eigenvalue of the channel correlation, one sample"),
 ):
     register(_builtin)
 
