@@ -146,7 +146,8 @@ def initialised(programs):
     out = {}
     for space, (network, init, _) in programs.items():
         images = jnp.zeros((1, network.image_size, network.image_size, 3), jnp.float32)
-        out[space] = network, [init(jax.random.key(100 + k), images)["params"]
+        # As NumPy arrays: indexing device arrays layer by layer dispatches an op each.
+        out[space] = network, [jax.tree.map(np.asarray, init(jax.random.key(100 + k), images)["params"])
                                for k in range(NUM_KEYS)]
     return out
 
