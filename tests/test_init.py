@@ -33,7 +33,6 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from zcjax import nn
 from zcjax.data import synthetic_batch
 from zcjax.network import get_path, layer_weights
 from zcjax.proxies import base as proxy_base
@@ -147,8 +146,9 @@ def initialised(programs):
     for space, (network, init, _) in programs.items():
         images = jnp.zeros((1, network.image_size, network.image_size, 3), jnp.float32)
         # As NumPy arrays: indexing device arrays layer by layer dispatches an op each.
-        out[space] = network, [jax.tree.map(np.asarray, init(jax.random.key(100 + k), images)["params"])
-                               for k in range(NUM_KEYS)]
+        out[space] = network, [
+            jax.tree.map(np.asarray, init(jax.random.key(100 + k), images)["params"])
+            for k in range(NUM_KEYS)]
     return out
 
 
@@ -315,7 +315,8 @@ def _normal_of_same_variance(samples, kind, *, seed):
 def test_torch_default_is_the_documented_uniform():
     """What the README says torch does, checked on torch: kaiming_uniform(a=sqrt(5)) is
     U(+-1/sqrt(fan_in)) for Conv2d/Linear weights, and the bias is U(+-1/sqrt(fan_in))."""
-    for kind, shape, fan_in in [("conv_weight", (8, 4, 3, 3), 36), ("conv_weight", (8, 1, 5, 5), 25),
+    for kind, shape, fan_in in [("conv_weight", (8, 4, 3, 3), 36),
+                                ("conv_weight", (8, 1, 5, 5), 25),  # a depthwise 5x5
                                 ("linear_weight", (10, 64), 64), ("linear_bias", (10, 64), 64)]:
         draws = torch_draws(kind, shape, 50_000, seed=7)
         bound = 1.0 / math.sqrt(fan_in)
@@ -324,6 +325,17 @@ def test_torch_default_is_the_documented_uniform():
         assert result.pvalue > ACCEPT, (kind, shape, result)
         wrong = scipy.stats.kstest(draws, scipy.stats.uniform(-1.1 * bound, 2.2 * bound).cdf)
         assert wrong.pvalue < REJECT, (kind, shape, wrong)
+    # A depthwise conv's init depends only on its weight's shape (C, 1, k, k): torch's own
+    # grouped Conv2d draws what the 1-input Conv2d of _torch_module draws.
+    torch.manual_seed(8)
+    grouped = torch.nn.Conv2d(8, 8, 5, groups=8, bias=False)
+    draws = []
+    for _ in range(250):
+        grouped.reset_parameters()
+        draws.append(grouped.weight.detach().numpy().ravel().copy())
+    result = scipy.stats.ks_2samp(np.concatenate(draws),
+                                  torch_draws("conv_weight", (8, 1, 5, 5), 50_000, seed=9))
+    assert result.pvalue > ACCEPT, result
 
 
 # ---------------------------------------------------------------------------------------
