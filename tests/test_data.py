@@ -1,5 +1,8 @@
 """Tests for zcjax.data: bundled real-image batches, synthetic and tfds batches, validation."""
 
+import ast
+import importlib.metadata
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -10,9 +13,10 @@ import pytest
 
 from zcjax.data import DATASETS, sample_batch, synthetic_batch, tfds_batch, validate_batch
 
-# The reference images as shipped in the project's shared data, read independently of the
-# package copy so that the tests check the package against the source.
-SHARED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "images"
+from conftest import shared_file, unavailable
+
+# The reference images as shipped in the project's shared data (../shared/data/images), read
+# independently of the package copy so that the tests check the package against the source.
 SHARED_FILES = {
     "cifar10": "cifar10_test_first20_foolbox.npz",
     "cifar100": "cifar100_test_first20_foolbox.npz",
@@ -21,16 +25,68 @@ SHARED_FILES = {
 
 
 def _shared(dataset):
-    path = SHARED_IMAGES / SHARED_FILES[dataset]
-    if not path.exists():
-        pytest.skip(f"reference images not found at {path}")
-    with np.load(path) as npz:
+    with np.load(shared_file("images", SHARED_FILES[dataset])) as npz:
         return {k: npz[k] for k in npz.files}
 
 
+# NAS-Bench-201's normalisations as the benchmark's code writes them: xautodl 1.0.0,
+# xautodl/datasets/get_dataset_with_transform.py, get_datasets() (ImageNet16-120 is its
+# name.startswith("ImageNet16") branch). (mean, std) per dataset.
+NB201_NORMALISATIONS = {
+    "cifar10": ([x / 255 for x in [125.3, 123.0, 113.9]], [x / 255 for x in [63.0, 62.1, 66.7]]),
+    "cifar100": ([x / 255 for x in [129.3, 124.1, 112.4]], [x / 255 for x in [68.2, 65.4, 70.4]]),
+    "imagenet16-120": ([x / 255 for x in [122.68, 116.66, 104.01]],
+                       [x / 255 for x in [63.22, 61.26, 65.09]]),
+}
+XAUTODL_NAMES = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16-120": "ImageNet16-120"}
+
+
 def _unnormalise(images, dataset):
-    info = DATASETS[dataset]
-    return np.asarray(images, np.float64) * np.asarray(info.std) + np.asarray(info.mean)
+    mean, std = NB201_NORMALISATIONS[dataset]
+    return np.asarray(images, np.float64) * np.asarray(std) + np.asarray(mean)
+
+
+def _xautodl_normalisations():
+    """{condition on the dataset name: (mean, std)} for each branch of get_datasets()'s
+    if/elif chain in xautodl 1.0.0, in order, read from its source with ast: importing
+    xautodl.datasets needs torchvision, and calling get_datasets the datasets themselves."""
+    spec = importlib.util.find_spec("xautodl")
+    if spec is None or not spec.submodule_search_locations:
+        unavailable("xautodl not installed (pip install --no-deps xautodl==1.0.0)")
+    assert importlib.metadata.version("xautodl") == "1.0.0"
+    source = Path(spec.submodule_search_locations[0], "datasets",
+                  "get_dataset_with_transform.py")
+    tree = ast.parse(source.read_text())
+    (function,) = [node for node in tree.body
+                   if isinstance(node, ast.FunctionDef) and node.name == "get_datasets"]
+    found = {}
+    branch = function.body[0]  # if name == "cifar10": ... elif ...
+    while isinstance(branch, ast.If):
+        values = {}
+        for statement in branch.body:
+            for target, value in _assignments(statement):
+                values[target] = value
+        found[ast.unparse(branch.test)] = (values["mean"], values["std"])
+        branch = branch.orelse[0] if branch.orelse else None
+    return found
+
+
+def _assignments(statement):
+    """(name, value) of ``name = expr`` and ``a, b = expr1, expr2``, evaluated literally;
+    a list comprehension ``[x / 255 for x in [...]]`` is evaluated on its literal list."""
+    def evaluate(node):
+        if isinstance(node, ast.ListComp):
+            (generator,) = node.generators
+            assert ast.unparse(node.elt) == f"{generator.target.id} / 255", ast.unparse(node)
+            return [x / 255 for x in ast.literal_eval(generator.iter)]
+        return ast.literal_eval(node)
+
+    if not isinstance(statement, ast.Assign):
+        return []
+    (target,) = statement.targets
+    if isinstance(target, ast.Tuple):
+        return [(t.id, evaluate(v)) for t, v in zip(target.elts, statement.value.elts)]
+    return [(target.id, evaluate(statement.value))]
 
 
 def _all_augmentations(image):
@@ -52,12 +108,32 @@ def test_nb201_normalisations():
         "cifar100": (100, 32),
         "imagenet16-120": (120, 16),
     }
-    assert DATASETS["cifar10"].mean == (0.4914, 0.4822, 0.4465)
-    assert DATASETS["cifar10"].std == (0.2470, 0.2435, 0.2616)
-    assert DATASETS["cifar100"].mean == (0.5071, 0.4865, 0.4409)
-    assert DATASETS["cifar100"].std == (0.2673, 0.2564, 0.2762)
-    assert DATASETS["imagenet16-120"].mean == (0.4811, 0.4575, 0.4078)
-    assert DATASETS["imagenet16-120"].std == (0.2605, 0.2533, 0.2684)
+    # The benchmark's published constants, exactly (the same float64 arithmetic).
+    for name, (mean, std) in NB201_NORMALISATIONS.items():
+        assert list(DATASETS[name].mean) == mean, name
+        assert list(DATASETS[name].std) == std, name
+
+
+def test_nb201_normalisations_are_xautodls():
+    """The constants above are those of the benchmark's own code, read from xautodl 1.0.0."""
+    found = _xautodl_normalisations()
+    assert len(found) == 4, list(found)  # cifar10, cifar100, imagenet-1k*, ImageNet16*
+    for name, xautodl_name in XAUTODL_NAMES.items():
+        # The if/elif chain: the first branch whose condition holds for the name.
+        branch = next(test for test in found
+                      if eval(test, {"__builtins__": {}}, {"name": xautodl_name}))  # noqa: S307
+        assert found[branch] == NB201_NORMALISATIONS[name], (name, branch)
+        assert [list(DATASETS[name].mean), list(DATASETS[name].std)] == list(found[branch])
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_sample_batch_is_normalised_with_the_benchmarks_constants(dataset):
+    """The first copy of each image, normalised here in float64 from the shared raw pixels."""
+    raw = _shared(dataset)["x"]
+    mean, std = NB201_NORMALISATIONS[dataset]
+    expected = (raw / 255.0 - np.asarray(mean)) / np.asarray(std)
+    images, _ = sample_batch(dataset, 20)
+    np.testing.assert_allclose(np.asarray(images, np.float64), expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))

@@ -46,8 +46,9 @@ class DatasetInfo:
       name: the dataset's name, the key in :data:`DATASETS`.
       num_classes: number of classes of the dataset's label space.
       image_size: height == width of its images, in pixels.
-      mean: per-channel (R, G, B) mean of the [0, 1]-scaled training images.
-      std: per-channel (R, G, B) standard deviation of the [0, 1]-scaled training images.
+      mean: per-channel (R, G, B) mean subtracted from the [0, 1]-scaled images (the
+        benchmark's value for the dataset's training images).
+      std: per-channel (R, G, B) standard deviation the centred images are divided by.
       files: file-name prefix of its 20 bundled real images in ``zcjax/_images`` (foolbox's
         ``{prefix}_{index:02d}_{label}.png|jpg``).
     """
@@ -60,7 +61,9 @@ class DatasetInfo:
     files: str
 
 
-# NAS-Bench-201's normalisations, so that scores line up with the benchmark's training setup.
+# NAS-Bench-201's normalisations, so that scores line up with the benchmark's training setup:
+# the constants of xautodl 1.0.0 (the benchmark's code), xautodl/datasets/
+# get_dataset_with_transform.py, get_datasets(), written as it writes them (8-bit values / 255).
 DATASETS: Mapping[str, DatasetInfo] = types.MappingProxyType(
     {
         info.name: info
@@ -69,24 +72,24 @@ DATASETS: Mapping[str, DatasetInfo] = types.MappingProxyType(
                 name="cifar10",
                 num_classes=10,
                 image_size=32,
-                mean=(0.4914, 0.4822, 0.4465),
-                std=(0.2470, 0.2435, 0.2616),
+                mean=tuple(x / 255 for x in (125.3, 123.0, 113.9)),
+                std=tuple(x / 255 for x in (63.0, 62.1, 66.7)),
                 files="cifar10",
             ),
             DatasetInfo(
                 name="cifar100",
                 num_classes=100,
                 image_size=32,
-                mean=(0.5071, 0.4865, 0.4409),
-                std=(0.2673, 0.2564, 0.2762),
+                mean=tuple(x / 255 for x in (129.3, 124.1, 112.4)),
+                std=tuple(x / 255 for x in (68.2, 65.4, 70.4)),
                 files="cifar100",
             ),
             DatasetInfo(
                 name="imagenet16-120",
                 num_classes=120,
                 image_size=16,
-                mean=(0.4811, 0.4575, 0.4078),
-                std=(0.2605, 0.2533, 0.2684),
+                mean=tuple(x / 255 for x in (122.68, 116.66, 104.01)),
+                std=tuple(x / 255 for x in (63.22, 61.26, 65.09)),
                 files="imagenet",
             ),
         )

@@ -2,7 +2,7 @@
 a zcjax parameter set, and the error measure.
 
 Importing this module skips the importing test module when torch or alethiometer is
-missing.
+missing, and fails it under ``CI=true`` (``conftest.unavailable``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import types
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-torch = pytest.importorskip("torch")
+from conftest import import_or_unavailable, unavailable  # tests/conftest.py
+
+torch = import_or_unavailable("torch")
 
 import jax  # noqa: E402
 
@@ -76,7 +77,7 @@ def load_alethiometer():
 try:
     aleth = load_alethiometer()
 except Exception as error:  # pragma: no cover - depends on the environment
-    pytest.skip(f"alethiometer not importable: {error!r}", allow_module_level=True)
+    unavailable(f"alethiometer not importable: {error!r}", module_level=True)
 
 # alethiometer runs gc.collect() after every metric (GPU memory hygiene); with JAX loaded
 # that costs ~0.5 s a call here and changes no value, so the reference skips it.
