@@ -13,10 +13,12 @@ Kolmogorov-Smirnov tests (``scipy.stats.ks_2samp``) at fixed seeds:
 * zen's Gaussian re-initialisation, ``synthetic_batch`` and the TE-NAS Gaussian inputs:
   ``torch.nn.init.normal_`` / ``torch.randn`` draws (N(0, 1)).
 
-Every test shows, at the sample size it uses, that a deliberately wrong distribution (the
-bound or the standard deviation times 1.1, or another family of the same variance) IS
-rejected, so the acceptance means something. Each network's init is jitted once and run
-for a few keys (one threefry per array makes init compiles slow on a 2-core CPU).
+Each pooled test (and each N(0, 1) test) shows, at the sample size it uses, that a
+deliberately wrong distribution (torch's own draws with the bound times 1.1, a normal of
+torch's variance; for N(0, 1) the standard deviation times 1.1 and a unit-variance
+uniform) IS rejected, so the acceptance means something. Each network's init is compiled
+once and run for NUM_KEYS keys (one threefry per array makes init compiles slow on a
+2-core CPU, see FAST_COMPILE).
 """
 
 from __future__ import annotations
