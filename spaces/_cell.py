@@ -107,8 +107,8 @@ def decode_cell(genotype, ops: Sequence[str], *, space: str) -> str:
 
 def all_cell_genotypes(num_ops: int) -> np.ndarray:
     """All ``num_ops ** 6`` genotypes, (num_ops ** 6, 6) int32, in base-``num_ops`` order."""
-    digits = np.arange(num_ops ** NUM_EDGES)[:, None] // (num_ops ** np.arange(NUM_EDGES - 1, -1, -1))
-    return (digits % num_ops).astype(np.int32)
+    places = num_ops ** np.arange(NUM_EDGES - 1, -1, -1)
+    return (np.arange(num_ops ** NUM_EDGES)[:, None] // places % num_ops).astype(np.int32)
 
 
 def sample_cells(key: Array, num: int, num_ops: int, *, replace: bool = False) -> np.ndarray:

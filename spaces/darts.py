@@ -776,20 +776,10 @@ def _make_network(config: Config, *, compiled: bool) -> Network:
 
 
 SPACE = SearchSpace(
-    name="darts",
-    Config=Config,
-    encode=encode,
-    decode=decode,
-    check_arch=check_arch,
-    arch_strings=arch_strings,
-    sample=sample,
-    network=network,
-    reference_network=reference_network,
-    param_count=param_count,
-    flops=flops,
-    num_archs=NUM_ARCHS,
+    name="darts", Config=Config, num_archs=NUM_ARCHS,
+    encode=encode, decode=decode, check_arch=check_arch, arch_strings=arch_strings,
+    sample=sample, network=network, reference_network=reference_network,
+    param_count=param_count, flops=flops,
     # NASLib's NB301 key is the canonical string itself.
-    from_naslib=encode,
-    to_naslib=decode,
-    naslib_name="nasbench301",
+    from_naslib=encode, to_naslib=decode, naslib_name="nasbench301",
 )

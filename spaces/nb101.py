@@ -812,21 +812,10 @@ def _network(config: Config, sig: Signature, compiled: bool) -> Network:
 
 
 SPACE = SearchSpace(
-    name="nb101",
-    Config=Config,
-    encode=encode,
-    decode=decode,
-    check_arch=check_arch,
-    arch_strings=arch_strings,
-    sample=sample,
-    network=network,
-    reference_network=reference_network,
-    param_count=param_count,
-    flops=flops,
-    num_archs=NUM_ARCHS,
-    signature=signature,
+    name="nb101", Config=Config, num_archs=NUM_ARCHS,
+    encode=encode, decode=decode, check_arch=check_arch, arch_strings=arch_strings,
+    sample=sample, network=network, reference_network=reference_network,
+    param_count=param_count, flops=flops, signature=signature,
     # NASLib's NB101 key is the canonical string itself.
-    from_naslib=encode,
-    to_naslib=decode,
-    naslib_name="nasbench101",
+    from_naslib=encode, to_naslib=decode, naslib_name="nasbench101",
 )

@@ -43,7 +43,7 @@ from zcjax import nn
 from zcjax.network import Layer, Network
 from zcjax.space import SearchSpace
 from zcjax.spaces import _cell
-from zcjax.spaces._cell import CONV_OPS, EDGES, NUM_EDGES, NUM_NODES, edge_ops
+from zcjax.spaces._cell import CONV_OPS, EDGES, NUM_EDGES, edge_ops
 from zcjax.spaces._network import ConvBN, LayerTable, SpaceModule, edge_layers_active, make_network
 
 Array = jax.Array
@@ -357,21 +357,10 @@ def _make_network(config: Config, *, compiled: bool) -> Network:
 
 
 SPACE = SearchSpace(
-    name="nb201",
-    Config=Config,
-    encode=encode,
-    decode=decode,
-    check_arch=check_arch,
-    arch_strings=arch_strings,
-    sample=sample,
-    network=network,
-    reference_network=reference_network,
-    param_count=param_count,
-    flops=flops,
-    num_archs=NUM_ARCHS,
-    all_genotypes=all_genotypes,
-    edge_ops=edge_ops,
-    from_naslib=from_naslib,
-    to_naslib=to_naslib,
-    naslib_name="nasbench201",
+    name="nb201", Config=Config, num_archs=NUM_ARCHS,
+    encode=encode, decode=decode, check_arch=check_arch, arch_strings=arch_strings,
+    sample=sample, network=network, reference_network=reference_network,
+    param_count=param_count, flops=flops,
+    all_genotypes=all_genotypes, edge_ops=edge_ops,
+    from_naslib=from_naslib, to_naslib=to_naslib, naslib_name="nasbench201",
 )

@@ -62,7 +62,7 @@ from zcjax import nn
 from zcjax.network import Layer, Network
 from zcjax.space import SearchSpace
 from zcjax.spaces import _cell, ops
-from zcjax.spaces._cell import CONV_OPS, EDGE_NAMES, EDGES, NUM_EDGES, NUM_NODES
+from zcjax.spaces._cell import CONV_OPS, EDGE_NAMES, EDGES, NUM_EDGES
 from zcjax.spaces._network import ConvBN, LayerTable, SpaceModule, edge_layers_active, make_network
 from zcjax.spaces.switch import switched
 
@@ -545,20 +545,9 @@ def _make_network(config: Config, *, compiled: bool) -> Network:
 
 
 SPACE = SearchSpace(
-    name="tnb101_micro",
-    Config=Config,
-    encode=encode,
-    decode=decode,
-    check_arch=check_arch,
-    arch_strings=arch_strings,
-    sample=sample,
-    network=network,
-    reference_network=reference_network,
-    param_count=param_count,
-    flops=flops,
-    num_archs=NUM_ARCHS,
-    all_genotypes=all_genotypes,
-    from_naslib=from_naslib,
-    to_naslib=to_naslib,
-    naslib_name="transbench101_micro",
+    name="tnb101_micro", Config=Config, num_archs=NUM_ARCHS,
+    encode=encode, decode=decode, check_arch=check_arch, arch_strings=arch_strings,
+    sample=sample, network=network, reference_network=reference_network,
+    param_count=param_count, flops=flops, all_genotypes=all_genotypes,
+    from_naslib=from_naslib, to_naslib=to_naslib, naslib_name="transbench101_micro",
 )

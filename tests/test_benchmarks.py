@@ -239,12 +239,9 @@ def _raw_records(parts):
 
 
 def _naslib_key(space, arch):
-    """Our arch string back to NASLib's key, through the space's codec (not the mapper)."""
-    module = zcjax.get_space(space)
-    genotype = module.check_arch(arch)
-    if space == "tnb101_micro":
-        return module.to_naslib(genotype)
-    return module.decode(genotype)  # nb101 / darts: NASLib's key is the canonical string
+    """Our arch string back to NASLib's key, through the space's to_naslib (not the mapper)."""
+    space = zcjax.get_space(space)
+    return space.to_naslib(space.check_arch(arch))
 
 
 @pytest.mark.parametrize("space,parts,datasets,count", SUITE_ZERO_FILES,

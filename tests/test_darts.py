@@ -1,6 +1,7 @@
-"""DARTS / NAS-Bench-301: codecs (NASLib's compact keys, DARTS Genotypes), parameter counts
-against NASLib's stored ones and DARTS' own, the compiled-once network against the
-per-architecture module, the layer table / active mask, and scoring."""
+"""DARTS / NAS-Bench-301 against outside sources: NASLib's compact keys and DARTS'
+Genotypes, the error messages, NASLib's sampler, parameter counts against NASLib's stored
+ones, DARTS' own and by hand, and the layer table's BatchNorm accounting. What every space
+must satisfy is in test_space_conformance.py."""
 
 import collections
 import dataclasses
@@ -11,13 +12,10 @@ import jax
 import numpy as np
 import pytest
 
-import zcjax
-from conftest import loss_and_grads, random_variables, shared_file
-from zcjax.network import get_path
+from conftest import shared_file
+from test_space_conformance import FIXTURES
 from zcjax.spaces import darts
 
-# Three cells: normal, reduce, reduce after reduce (FactorizedReduce preprocessing).
-TINY = darts.Config(channels=4, layers=3, num_classes=10, image_size=16)
 Genotype = collections.namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
 # The DARTS paper's cell (DARTS' genotypes.py), as its namedtuple and as its repr.
 DARTS_V2_TUPLE = Genotype(
@@ -28,15 +26,7 @@ DARTS_V2_TUPLE = Genotype(
             ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
     reduce_concat=range(2, 6))
 DARTS_V2 = repr(DARTS_V2_TUPLE)
-# Every op in both cells; reduce-cell skips from a cell input (FactorizedReduce) and a node.
-ARCHS = (
-    "[[(0, 3), (1, 4), (0, 5), (2, 6), (1, 0), (3, 1), (4, 2), (0, 3)], "
-    "[(0, 2), (1, 3), (2, 2), (1, 4), (0, 5), (3, 6), (4, 0), (1, 1)]]",
-    "[[(1, 0), (0, 1), (2, 2), (1, 3), (3, 4), (0, 5), (2, 6), (4, 0)], "
-    "[(1, 4), (0, 0), (1, 1), (2, 3), (3, 2), (1, 6), (0, 5), (4, 2)]]",
-    "[[(0, 2), (1, 2), (0, 2), (2, 2), (3, 2), (1, 2), (4, 2), (2, 2)], "
-    "[(0, 1), (1, 2), (2, 0), (0, 2), (1, 2), (3, 3), (4, 1), (2, 2)]]",
-)
+ARCHS = FIXTURES["darts"].archs
 
 
 @pytest.fixture(scope="module")
@@ -93,21 +83,9 @@ def test_malformed_archs_name_the_problem(arch, message):
         darts.check_arch(arch)
 
 
-@pytest.mark.parametrize("genotype,message", [
-    (np.zeros((2, 8)), "shape \\(2, 8, 2\\)"), (np.zeros((2, 8, 2)), "integers"),
-    ([[[0, 0]] * 8, [[0, 0]] * 7], "shape"),
-])
-def test_malformed_genotype(genotype, message):
-    with pytest.raises(ValueError, match=message):
-        darts.decode(genotype)
-
-
-def test_sample_is_keyed_valid_and_draws_distinct_inputs_per_node():
+def test_sample_draws_distinct_inputs_per_node_as_naslib():
     a = darts.sample(jax.random.key(0), 64)
-    np.testing.assert_array_equal(a, darts.sample(jax.random.key(0), 64))
-    assert a.shape == (64, 2, 8, 2) and len({g.tobytes() for g in a}) == 64
     for genotype in a:
-        darts.validate_genotype(genotype)
         assert np.all(genotype[:, 0::2, 0] != genotype[:, 1::2, 0])
     assert set(np.unique(a[..., 1])) == set(range(7))
 
@@ -153,71 +131,13 @@ def test_counts_by_hand_for_two_reduce_cells():
         (16 + 8 + 8 + 16 + 8) + (32 + 16 + 16 + 32 + 16))
 
 
-def test_counts_trace_with_a_traced_genotype():
-    genotypes = darts.sample(jax.random.key(3), 6)
-    for count in (darts.param_count, darts.flops):
-        exact = [count(g) for g in genotypes]
-        with jax.enable_x64(True):
-            np.testing.assert_array_equal(jax.jit(jax.vmap(count))(genotypes), exact)
-        np.testing.assert_allclose(jax.jit(jax.vmap(count))(genotypes), exact, rtol=1e-6)
-
-
-# ------------------------------------------------- compiled network vs reference
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_batch):
-    """The compiled network's jitted loss-and-gradients step, counting its traces."""
-    compiled, reference = darts.network(TINY), darts.reference_network(TINY)
-    traces = []
-
-    def step(variables, genotype):
-        traces.append(1)  # a Python side effect: runs once per trace
-        return loss_and_grads(compiled, variables, genotype, *tiny_batch)
-
-    return compiled, reference, random_variables(compiled, jax.random.key(7)), jax.jit(step), traces
-
-
-def test_compiled_network_equals_the_per_architecture_module_and_traces_once(tiny, tiny_batch):
-    compiled, reference, variables, step, traces = tiny
-    for arch in ARCHS:
-        genotype = darts.encode(arch)
-        loss, grads = step(variables, genotype)
-        ref_loss, ref_grads = loss_and_grads(reference, variables, genotype, *tiny_batch)
-        np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
-        for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
-            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
-    assert len(traces) == 1
-
-
-def test_unused_ops_get_exactly_zero_gradient(tiny):
-    compiled, _, variables, step, _ = tiny
-    genotype = darts.encode(ARCHS[0])
-    _, grads = step(variables, genotype)
-    active = np.asarray(compiled.active(genotype))
-    for layer, used in zip(compiled.layers, active):
-        grad = np.asarray(get_path(grads, layer.param_path)[layer.param_index])
-        assert np.any(grad != 0) if used else np.all(grad == 0), layer.name
-    # Reduce cell 1: slot 0 is a skip from a cell input (a FactorizedReduce), slot 2 a skip
-    # from node 0 (the identity); slot 1's sep_conv_3x3 BNs learn, its dil_conv's do not.
-    slots = grads["cell1"]["slots"]
-    assert np.any(np.asarray(slots["bn_factorized"]["scale"][0]) != 0)
-    assert np.all(np.asarray(slots["bn_factorized"]["scale"][2]) == 0)
-    assert np.any(np.asarray(slots["sep3_bn2"]["scale"][1]) != 0)
-    assert np.all(np.asarray(slots["dil3_bn"]["scale"][1]) == 0)
-
-
-def test_layer_table_and_active_mask():
+def test_layer_table_and_active_mask_add_up_to_the_param_count():
     config = darts.Config()
     network = darts.network(config)
     names = [layer.name for layer in network.layers]
     # stem; per cell 2 preprocessing convs (FR: 2 halves), 8 slots x (4 + 4 + 2 + 2) convs,
     # plus 2 FR convs per slot in the 2 reduce cells; classifier.
-    assert len(names) == len(set(names)) == 1 + 8 * (2 + 8 * 12) + 2 * 8 * 2 + 2 + 1
-    params = jax.eval_shape(network.init, jax.random.key(0))["params"]
-    shapes = [get_path(params, layer.param_path).shape[len(layer.param_index):]
-              for layer in network.layers]
-    assert shapes == [layer.shape for layer in network.layers]
+    assert len(names) == 1 + 8 * (2 + 8 * 12) + 2 * 8 * 2 + 2 + 1
     for arch in ARCHS + (DARTS_V2,):
         genotype = darts.check_arch(arch)
         used = [layer for layer, on in zip(network.layers, network.active(genotype)) if on]
@@ -230,14 +150,3 @@ def test_layer_table_and_active_mask():
         classifier_bias = 10
         assert sum(layer.size for layer in used) + bn_params + classifier_bias \
             == darts.param_count(genotype), arch
-
-
-def test_make_scorer_gives_finite_scores(tiny_batch):
-    # Two reduce cells (the second with FactorizedReduce preprocessing): a third of the
-    # compile time of TINY, where the scorer would also compile its init's many draws.
-    config = dataclasses.replace(TINY, layers=2)
-    scorer = zcjax.make_scorer("darts", ("snip", "synflow", "naswot"), config=config)
-    out = scorer(darts.encode(ARCHS[0]), tiny_batch, jax.random.key(0))
-    assert set(out) == {"snip", "synflow", "naswot"}
-    assert all(np.isfinite(value) for value in out.values()), out
-    assert zcjax.get_space("darts") is darts

@@ -1,5 +1,6 @@
-"""NAS-Bench-201: codec, parameter counts against the benchmark, the compiled-once
-network against the per-architecture module, and the layer table / active mask."""
+"""NAS-Bench-201 against outside sources: the codec against the benchmark table and its
+error messages, parameter counts against the benchmark and NASLib, FLOPs and the layer
+table by hand. What every space must satisfy is in test_space_conformance.py."""
 
 import gzip
 import json
@@ -10,20 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ARCHS, SMALL, shared_file
-from zcjax.proxies.base import cross_entropy
+from conftest import ARCHS, shared_file
 from zcjax.spaces import nb201
 
 # ---------------------------------------------------------------------------- codec
-
-
-def test_codec_round_trips_all_15625():
-    genotypes = nb201.all_genotypes()
-    assert genotypes.shape == (15625, 6) and len({tuple(g) for g in genotypes}) == 15625
-    strings = nb201.arch_strings(genotypes)
-    assert len(set(strings)) == 15625
-    for genotype, arch in zip(genotypes, strings):
-        np.testing.assert_array_equal(nb201.encode(arch), genotype)
 
 
 def test_codec_agrees_with_the_benchmark_table():
@@ -49,15 +40,6 @@ def test_malformed_arch_names_the_offending_part(arch, message):
         nb201.encode(arch)
 
 
-@pytest.mark.parametrize("genotype,message", [
-    ([0, 1, 2], "shape \\(6,\\)"), ([0, 1, 2, 3, 4, 5], "op indices"),
-    ([0.0] * 6, "integers"), ([-1, 0, 0, 0, 0, 0], "op indices"),
-])
-def test_malformed_genotype(genotype, message):
-    with pytest.raises(ValueError, match=message):
-        nb201.decode(genotype)
-
-
 def _mutations():
     valid = st.sampled_from(nb201.arch_strings(nb201.all_genotypes()[::97]))
     pieces = st.sampled_from(list("|+~0123_ abnonecovskiplr") + ["nor_conv_3x3", "none", "~0|"])
@@ -81,12 +63,8 @@ def test_fuzzed_strings_either_round_trip_or_raise_value_error(text):
         assert nb201.decode(genotype) == text
 
 
-def test_sample_is_uniform_without_replacement_and_keyed():
+def test_sample_is_uniform():
     a = nb201.sample(jax.random.key(0), 500)
-    b = nb201.sample(jax.random.key(0), 500)
-    np.testing.assert_array_equal(a, b)
-    assert len({tuple(g) for g in a}) == 500
-    assert not np.array_equal(a, nb201.sample(jax.random.key(1), 500))
     # Each op appears on each edge about a fifth of the time.
     frequencies = np.stack([(a == op).mean(0) for op in range(5)])
     assert np.all(np.abs(frequencies - 0.2) < 0.07)
@@ -137,83 +115,6 @@ def test_flops_by_hand_for_a_one_cell_network():
     assert nb201.param_count(arch, config) == params
 
 
-def test_counts_trace_with_a_traced_genotype():
-    genotypes = nb201.sample(jax.random.key(3), 8)
-    traced = jax.jit(jax.vmap(nb201.param_count))(genotypes)
-    np.testing.assert_array_equal(traced, [nb201.param_count(g) for g in genotypes])
-    traced = jax.jit(jax.vmap(nb201.flops))(genotypes)
-    np.testing.assert_array_equal(traced, [nb201.flops(g) for g in genotypes])
-
-
-# ------------------------------------------------- compiled network vs reference
-
-
-def _loss_and_grads(network, variables, genotype, images, labels):
-    def loss(params):
-        return cross_entropy(network.apply({"params": params}, genotype, images), labels)
-
-    return jax.value_and_grad(loss)(variables["params"])
-
-
-@pytest.fixture(scope="module")
-def small_networks():
-    compiled, reference = nb201.network(SMALL), nb201.reference_network(SMALL)
-    return compiled, reference, compiled.init(jax.random.key(7))
-
-
-@pytest.mark.parametrize("arch", ARCHS)
-def test_compiled_network_equals_the_per_architecture_module(small_networks, batch, arch):
-    compiled, reference, variables = small_networks
-    images, labels = batch
-    genotype = nb201.encode(arch)
-    step = jax.jit(lambda v, g: _loss_and_grads(compiled, v, g, images, labels))
-    loss, grads = step(variables, genotype)
-    ref_loss, ref_grads = _loss_and_grads(reference, variables, genotype, images, labels)
-    np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
-    for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
-    assert step._cache_size() == 1
-
-
-def test_one_trace_serves_every_genotype(small_networks, batch):
-    compiled, _, variables = small_networks
-    images, labels = batch
-    traces = []
-
-    def loss(variables, genotype):
-        traces.append(1)
-        return _loss_and_grads(compiled, variables, genotype, images, labels)[0]
-
-    step = jax.jit(loss)
-    for arch in ARCHS:
-        step(variables, nb201.encode(arch))
-    assert len(traces) == 1
-
-
-def test_unused_ops_get_exactly_zero_gradient(small_networks, batch):
-    compiled, _, variables = small_networks
-    images, labels = batch
-    genotype = nb201.encode(ARCHS[0])  # conv3x3, none, skip, conv1x1, none, pool
-    _, grads = _loss_and_grads(compiled, variables, genotype, images, labels)
-    active = np.asarray(compiled.active(genotype))
-    for layer, used in zip(compiled.layers, active):
-        grad = np.asarray(nb201_get(grads, layer))
-        if used:
-            assert np.any(grad != 0), layer.name
-        else:
-            assert np.all(grad == 0), layer.name
-    # BN parameters of unused convs too.
-    for cell_grads in (grads["cells_0"], grads["cells_2"]):
-        assert np.all(np.asarray(cell_grads["edge_1_0"]["bn1x1"]["scale"]) == 0)
-        assert np.any(np.asarray(cell_grads["edge_1_0"]["bn3x3"]["scale"]) != 0)
-
-
-def nb201_get(tree, layer):
-    for key in layer.param_path:
-        tree = tree[key]
-    return tree[layer.param_index]
-
-
 def test_layer_table_and_active_mask():
     network = nb201.network()
     names = [layer.name for layer in network.layers]
@@ -229,11 +130,7 @@ def test_layer_table_and_active_mask():
         if "/edge_3_0/" in layer.name:
             assert used == layer.name.endswith("conv1x1")
     # Active weights add up to the benchmark's parameter count minus BN and biases.
-    variables = network.init(jax.random.key(0))
-    from zcjax.network import layer_weights
-
-    sizes = [w.size for w in layer_weights(network, variables["params"])]
-    assert [layer.size for layer in network.layers] == sizes
+    sizes = [layer.size for layer in network.layers]
     conv_and_linear = sum(s for s, used in zip(sizes, active) if used)
     bn_and_bias = 2 * 16 + 4 * 32 + 4 * 64 + 2 * 64 + 10 + 15 * 2 * (2 * 16 + 2 * 32 + 2 * 64) / 3
     assert conv_and_linear + bn_and_bias == nb201.param_count(genotype)
