@@ -38,7 +38,7 @@ import scipy.stats
 from zcjax.data import synthetic_batch
 from zcjax.network import get_path, layer_weights
 from zcjax.proxies import base as proxy_base
-from zcjax.proxies import passes, zen_zico
+from zcjax.proxies import passes, validate_options, zen_zico
 from zcjax.spaces import darts, nb101, nb201, tnb101_micro
 
 from conftest import import_or_unavailable
@@ -103,12 +103,13 @@ def fast_compile(lowered):
     return lowered.compile()
 
 
-def _inputs(network, params, key, options=proxy_base.Options()):
+def _inputs(network, params, key, options=None):
     size = network.image_size
     images = jnp.zeros((64, size, size, 3), jnp.float32)
     return proxy_base.ProxyInputs(network=network, variables={"params": params},
                                   genotype=None, images=images,
-                                  labels=jnp.zeros(64, jnp.int32), key=key, options=options)
+                                  labels=jnp.zeros(64, jnp.int32), key=key,
+                                  options=options or {})
 
 
 # zen re-draws by leaf name (kernel ~ N(0, 1), scale 1, any other leaf 0), and classify()
@@ -417,7 +418,7 @@ def test_gaussian_inputs_are_standard_normal(initialised, capsys):
     lines = [check_standard_normal(images, 30, "synthetic_batch")]
     network, all_params = initialised["nb201"]
     inputs = _inputs(network, all_params[0], jax.random.key(9),
-                     proxy_base.Options(tenas_inputs="gaussian"))
+                     validate_options(["ntk"], {"tenas_inputs": "gaussian"}))
     tenas = passes.tenas_images(inputs)
     assert tenas.shape == inputs.images.shape
     lines.append(check_standard_normal(tenas, 31, "tenas_images (gaussian)"))
