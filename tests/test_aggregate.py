@@ -91,12 +91,13 @@ def test_permuting_the_layer_table_permutes_nothing_in_tcet(tiny_batch):
     from zcjax.proxies.base import ProxyInputs
 
     variables = network.init(jax.random.key(0))
+    chosen = proxies.resolve(["tcet_snip", "tcet_synflow"])
     results = []
     for net in (network, permuted):
         inputs = ProxyInputs(net, variables, jnp.asarray(genotype), images, labels,
-                             jax.random.key(1))
+                             jax.random.key(1), proxies.validate_options(chosen, {}))
         with jax.enable_x64(True):
-            results.append(proxies.run(proxies.resolve(["tcet_snip", "tcet_synflow"]), inputs))
+            results.append(proxies.run(chosen, inputs))
     for name in ("tcet_snip", "tcet_synflow"):
         np.testing.assert_allclose(results[1][name].score, results[0][name].score, rtol=1e-6)
         np.testing.assert_allclose(results[1][name].per_layer, results[0][name].per_layer[order],
