@@ -117,6 +117,19 @@ def sample_cells(key: Array, num: int, num_ops: int, *, replace: bool = False) -
     return all_cell_genotypes(num_ops)[np.asarray(indices)]
 
 
+def mutate_cell(genotype, rng: np.random.Generator, ops: Sequence[str], *,
+                space: str) -> np.ndarray:
+    """NASLib's NB201 mutation: one edge, drawn uniformly, takes another op, drawn uniformly.
+
+    Every cell genotype is valid, so the child always is; it differs from the parent in
+    exactly one edge.
+    """
+    child = validate_cell_genotype(genotype, ops, space=space).copy()
+    edge = int(rng.integers(NUM_EDGES))
+    child[edge] = (child[edge] + int(rng.integers(1, len(ops)))) % len(ops)
+    return child
+
+
 def edge_ops(genotype) -> tuple[Array, ...]:
     """A traced genotype as one int32 scalar per edge.
 

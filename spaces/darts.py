@@ -286,6 +286,26 @@ def sample(key: Array, num: int, *, replace: bool = False) -> np.ndarray:
     return genotypes
 
 
+def mutate(genotype, rng: np.random.Generator) -> np.ndarray:
+    """One slot of one cell changes, as NASLib mutates NB301 genotypes.
+
+    A cell type and a slot are drawn uniformly; half the time the slot takes another op,
+    otherwise another input, one that neither it nor its node's other slot uses (node 0
+    has no such input, so its slots always change op). The child is valid and differs
+    from the parent in exactly one entry.
+    """
+    child = validate_genotype(genotype).copy()
+    cell, slot = int(rng.integers(len(CELL_TYPES))), int(rng.integers(NUM_SLOTS))
+    node, partner = SLOT_NODE[slot], slot ^ 1
+    free_inputs = [source for source in range(node + 2)
+                   if source not in (child[cell, slot, 0], child[cell, partner, 0])]
+    if free_inputs and rng.random() < 0.5:
+        child[cell, slot, 0] = free_inputs[int(rng.integers(len(free_inputs)))]
+    else:
+        child[cell, slot, 1] = (child[cell, slot, 1] + int(rng.integers(1, len(OPS)))) % len(OPS)
+    return child
+
+
 def arch_strings(genotypes: Sequence) -> list[str]:
     """Decode many genotypes."""
     return [decode(g) for g in np.asarray(genotypes)]
@@ -779,7 +799,7 @@ SPACE = SearchSpace(
     name="darts", Config=Config, num_archs=NUM_ARCHS,
     encode=encode, decode=decode, check_arch=check_arch, arch_strings=arch_strings,
     sample=sample, network=network, reference_network=reference_network,
-    param_count=param_count, flops=flops,
+    param_count=param_count, flops=flops, mutate=mutate,
     # NASLib's NB301 key is the canonical string itself.
     from_naslib=encode, to_naslib=decode, naslib_name="nasbench301",
 )

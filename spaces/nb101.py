@@ -326,6 +326,36 @@ def check_arch(arch_or_genotype) -> np.ndarray:
     return validate_genotype(arch_or_genotype)
 
 
+def mutate(genotype, rng: np.random.Generator) -> np.ndarray:
+    """One change that yields another valid cell, as NAS-Bench-101's own example mutates.
+
+    Each draw either flips one upper-triangular adjacency entry or gives one interior
+    vertex another op (uniformly over the 21 entries and 5 vertices); a draw is kept when
+    the result is a valid cell whose pruned graph (what the benchmark trains) differs from
+    the parent's, otherwise it is drawn again.
+    """
+    parent = validate_genotype(genotype)
+    before = _pruned_arrays(parent)
+    rows, columns = np.triu_indices(NUM_VERTICES, 1)
+    while True:
+        child = parent.copy()
+        change = int(rng.integers(len(rows) + NUM_VERTICES - 2))
+        if change < len(rows):
+            child[rows[change] * NUM_VERTICES + columns[change]] ^= 1
+        else:
+            vertex = NUM_VERTICES ** 2 + 1 + change - len(rows)
+            others = [op for op in VERTEX_OPS if op != child[vertex]]
+            child[vertex] = others[int(rng.integers(len(others)))]
+        try:
+            validate_genotype(child)
+        except ValueError:
+            continue
+        after = _pruned_arrays(child)
+        if before[0].shape != after[0].shape or not all(
+                np.array_equal(a, b) for a, b in zip(before, after)):
+            return child
+
+
 def arch_strings(genotypes: Sequence) -> list[str]:
     """Decode many genotypes."""
     return [decode(g) for g in np.asarray(genotypes)]
@@ -815,7 +845,7 @@ SPACE = SearchSpace(
     name="nb101", Config=Config, num_archs=NUM_ARCHS,
     encode=encode, decode=decode, check_arch=check_arch, arch_strings=arch_strings,
     sample=sample, network=network, reference_network=reference_network,
-    param_count=param_count, flops=flops, signature=signature,
+    param_count=param_count, flops=flops, signature=signature, mutate=mutate,
     # NASLib's NB101 key is the canonical string itself.
     from_naslib=encode, to_naslib=decode, naslib_name="nasbench101",
 )

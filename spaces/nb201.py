@@ -102,6 +102,11 @@ def check_arch(arch_or_genotype) -> np.ndarray:
     return validate_genotype(arch_or_genotype)
 
 
+def mutate(genotype, rng: np.random.Generator) -> np.ndarray:
+    """One edge takes another op (NASLib's mutation; :func:`zcjax.spaces._cell.mutate_cell`)."""
+    return _cell.mutate_cell(genotype, rng, OPS, space="NB201")
+
+
 def arch_strings(genotypes: Sequence) -> list[str]:
     """Decode many genotypes."""
     return [decode(g) for g in np.asarray(genotypes)]
@@ -361,6 +366,6 @@ SPACE = SearchSpace(
     encode=encode, decode=decode, check_arch=check_arch, arch_strings=arch_strings,
     sample=sample, network=network, reference_network=reference_network,
     param_count=param_count, flops=flops,
-    all_genotypes=all_genotypes, edge_ops=edge_ops,
+    all_genotypes=all_genotypes, mutate=mutate, edge_ops=edge_ops,
     from_naslib=from_naslib, to_naslib=to_naslib, naslib_name="nasbench201",
 )

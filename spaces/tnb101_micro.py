@@ -243,6 +243,11 @@ def sample(key: Array, num: int, *, replace: bool = False) -> np.ndarray:
     return _cell.sample_cells(key, num, len(OPS), replace=replace)
 
 
+def mutate(genotype, rng: np.random.Generator) -> np.ndarray:
+    """One edge takes another op (NASLib's mutation; :func:`zcjax.spaces._cell.mutate_cell`)."""
+    return _cell.mutate_cell(genotype, rng, OPS, space=_SPACE)
+
+
 def arch_strings(genotypes: Sequence) -> list[str]:
     """Decode many genotypes."""
     return [decode(g) for g in np.asarray(genotypes)]
@@ -548,6 +553,6 @@ SPACE = SearchSpace(
     name="tnb101_micro", Config=Config, num_archs=NUM_ARCHS,
     encode=encode, decode=decode, check_arch=check_arch, arch_strings=arch_strings,
     sample=sample, network=network, reference_network=reference_network,
-    param_count=param_count, flops=flops, all_genotypes=all_genotypes,
+    param_count=param_count, flops=flops, all_genotypes=all_genotypes, mutate=mutate,
     from_naslib=from_naslib, to_naslib=to_naslib, naslib_name="transbench101_micro",
 )

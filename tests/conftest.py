@@ -105,3 +105,18 @@ def loss_and_grads(network, variables, genotype, images, labels):
         return cross_entropy(network.apply({"params": params}, genotype, images), labels)
 
     return jax.value_and_grad(loss)(variables["params"])
+
+
+@pytest.fixture(scope="module")
+def module_compilation_cache(tmp_path_factory):
+    """A persistent compilation cache for one module, JAX's settings restored after it."""
+    from zcjax import bulk
+
+    previous = (jax.config.jax_compilation_cache_dir,
+                jax.config.jax_persistent_cache_min_compile_time_secs)
+    path = tmp_path_factory.mktemp("jax-cache")
+    bulk.use_compilation_cache(path)
+    yield path
+    jax.config.update("jax_compilation_cache_dir", previous[0])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
+    bulk.compilation_cache.reset_cache()

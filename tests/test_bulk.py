@@ -27,16 +27,9 @@ _SCORERS = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
+def compilation_cache(module_compilation_cache):
     """One persistent cache for this module: subprocesses and workers load, not compile."""
-    previous = (jax.config.jax_compilation_cache_dir,
-                jax.config.jax_persistent_cache_min_compile_time_secs)
-    path = tmp_path_factory.mktemp("jax-cache")
-    bulk.use_compilation_cache(path)
-    yield path
-    jax.config.update("jax_compilation_cache_dir", previous[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
-    bulk.compilation_cache.reset_cache()
+    return module_compilation_cache
 
 
 @pytest.fixture

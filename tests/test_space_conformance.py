@@ -402,6 +402,31 @@ def test_edge_ops_are_the_genotype_per_edge(case):
     assert round(space.num_archs ** (1 / edges)) ** edges == space.num_archs
 
 
+def test_mutations_are_valid_different_and_reproducible(case):
+    space = case.space
+    if not space.offers("mutate"):
+        pytest.skip(f"{space.name} does not mutate")
+    parents = space.sample(jax.random.key(3), 20)
+    children = []
+    rng = np.random.default_rng(0)
+    for parent in parents:
+        for _ in range(10):
+            child = space.mutate(parent, rng)
+            assert child.dtype == np.int32 and child.shape == parent.shape
+            np.testing.assert_array_equal(space.check_arch(child), child)  # valid
+            assert space.decode(child) != space.decode(parent)
+            children.append(child)
+    again = np.random.default_rng(0)
+    np.testing.assert_array_equal(
+        np.stack([space.mutate(p, again) for p in parents for _ in range(10)]),
+        np.stack(children))
+    # A mutation is a small change: most genotype entries stay as they were.
+    changed = np.mean([np.mean(c != p) for c, p in zip(children, np.repeat(parents, 10, 0))])
+    assert 0 < changed <= 0.2
+    with pytest.raises(ValueError):
+        space.mutate(np.full_like(parents[0], 99), rng)
+
+
 # -------------------------------------------------------------------- registry
 
 

@@ -152,27 +152,11 @@ def score_space(
         batch, key or argument; ``out`` a file or a directory of foreign Parquet files.
     """
     started = time.perf_counter()
-    space_def = api.get_space(space)
-    resolved = registry.resolve(proxies)
-    names = tuple(proxy.name for proxy in resolved)
-    key, seed = _key_and_seed(key, seed)
+    run = prepare_run(space, proxies, batch, key=key, seed=seed, dataset=dataset,
+                      batch_id=batch_id, workers=workers, scorer_options=scorer_options)
     chunk = _positive_int("chunk", chunk)
-    workers = _positive_int("workers", workers)
-    if not isinstance(dataset, str) or not dataset:
-        raise ValueError(f"dataset must be a non-empty name, got {dataset!r}")
-    config, options, settings = run_settings(space_def, scorer_options, resolved)
-    user_proxies = _portable_user_proxies(resolved) if workers > 1 else ()
-    images, labels = data.validate_batch(batch, image_size=config.image_size,
-                                         num_classes=config.num_classes)
-    images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int32)
-    if batch_id is None:
-        batch_id = batch_fingerprint(images, labels)
-    elif not isinstance(batch_id, str) or not batch_id:
-        raise ValueError(f"batch_id must be a non-empty string, got {batch_id!r}")
+    space_def, names, runs = run.space, run.proxies, run.identities
     genotypes, arch_names = _architectures(space_def, archs)
-
-    runs = {name: store.RunIdentity(space_def.name, dataset, batch_id, seed, settings[name])
-            for name in names}
     stored = store.stored_pairs(out, runs)
     missing = [[name for name in names if (arch, name) not in stored] for arch in arch_names]
     todo = [index for index, wanted in enumerate(missing) if wanted]
@@ -195,9 +179,7 @@ def score_space(
     indices = _genotype_indices(space_def, genotypes[todo])
     chunks = [todo[start:start + chunk] for start in range(0, len(todo), chunk)]
     run_token = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    spec = _WorkerSpec(space_def.name, needed, config, options, images, labels,
-                       *_portable_key(key), None if cache_dir is None else os.fspath(cache_dir),
-                       user_proxies)
+    spec = run.worker_spec(needed, cache_dir)
     parts, rows_written, non_finite = [], 0, 0
     bar = tqdm(total=len(todo), unit="arch", desc=f"{space} {','.join(needed)}",
                disable=not progress, dynamic_ncols=True)
@@ -225,6 +207,74 @@ def score_space(
     finally:
         bar.close()
     return summary(parts, rows_written, non_finite, compile_seconds)
+
+
+# ---------------------------------------------------------------------------
+# A run: validated arguments and the run identity of each proxy
+# ---------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """The validated arguments of one scoring run (see :func:`prepare_run`).
+
+    Attributes:
+      space: the search space.
+      proxies: the proxy names, in request order.
+      config, options: the network config and the proxies' validated options.
+      images, labels: the batch, float32 NHWC and int32.
+      key: the initialisation key; seed: the int recorded for it.
+      identities: proxy name -> the :class:`zcjax.store.RunIdentity` of its rows.
+      user_proxies: user passes and proxies worker processes must register.
+    """
+
+    space: Any
+    proxies: tuple[str, ...]
+    config: Any
+    options: dict[str, Any]
+    images: np.ndarray
+    labels: np.ndarray
+    key: jax.Array
+    seed: int
+    identities: Mapping[str, store.RunIdentity]
+    user_proxies: tuple = ()
+
+    def worker_spec(self, proxies: Sequence[str], cache_dir) -> _WorkerSpec:
+        """What a (worker) process needs to build the scorer of ``proxies``."""
+        return _WorkerSpec(self.space.name, tuple(proxies), self.config, self.options,
+                           self.images, self.labels, *_portable_key(self.key),
+                           None if cache_dir is None else os.fspath(cache_dir),
+                           self.user_proxies)
+
+
+def prepare_run(space, proxies, batch, *, key, seed=None, dataset: str, batch_id=None,
+                workers: int = 1, scorer_options: Mapping[str, Any] | None = None) -> Run:
+    """Validate the arguments of a scoring run and build each proxy's run identity.
+
+    The arguments are those of :func:`score_space`; everything is checked here, before
+    anything compiles.
+
+    Raises:
+      ValueError, KeyError, TypeError: as :func:`score_space`.
+    """
+    space_def = api.get_space(space)
+    resolved = registry.resolve(proxies)
+    names = tuple(proxy.name for proxy in resolved)
+    key, seed = _key_and_seed(key, seed)
+    workers = _positive_int("workers", workers)
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f"dataset must be a non-empty name, got {dataset!r}")
+    config, options, settings = run_settings(space_def, dict(scorer_options or {}), resolved)
+    user_proxies = _portable_user_proxies(resolved) if workers > 1 else ()
+    images, labels = data.validate_batch(batch, image_size=config.image_size,
+                                         num_classes=config.num_classes)
+    images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int32)
+    if batch_id is None:
+        batch_id = batch_fingerprint(images, labels)
+    elif not isinstance(batch_id, str) or not batch_id:
+        raise ValueError(f"batch_id must be a non-empty string, got {batch_id!r}")
+    identities = {name: store.RunIdentity(space_def.name, dataset, batch_id, seed,
+                                          settings[name]) for name in names}
+    return Run(space_def, names, config, options, images, labels, key, seed, identities,
+               user_proxies)
 
 
 # ---------------------------------------------------------------------------
@@ -475,3 +525,100 @@ def _run_workers(spec, genotypes, chunks, workers, finish, bar) -> float:
         # On an error or interrupt, drop queued chunks instead of finishing them.
         pool.shutdown(wait=True, cancel_futures=True)
     return compile_seconds
+
+
+# ---------------------------------------------------------------------------
+# On-demand scoring through the store (search)
+# ---------------------------------------------------------------------------
+class StoredScorer:
+    """Scores architectures on demand, each (architecture, proxy) once per run identity.
+
+    A search asks for scores of a few architectures at a time, most of them unknown in
+    advance. This scorer answers from the results store where it can (read once, when
+    it is made) and scores the rest with one compiled scorer (built on first need),
+    writing them to the store in parts of ``chunk`` architectures, so a rerun after a
+    kill rescores at most the last ``chunk``. Use it as a context manager, or call
+    :meth:`flush`, so that the last partial chunk is written too.
+
+    Args:
+      space, proxies, batch, key, out, dataset, batch_id, seed, cache_dir, and
+      **scorer_options: as :func:`score_space`.
+      chunk: architectures per part file.
+
+    Attributes:
+      proxies: the proxy names; the columns of what a call returns.
+      scored: architectures this object computed (the rest came from the store).
+    """
+
+    def __init__(self, space, proxies, batch, *, key, out: str | os.PathLike, dataset: str,
+                 batch_id: str | None = None, seed: int | None = None,
+                 chunk: int = DEFAULT_CHUNK, cache_dir: str | os.PathLike | None = None,
+                 **scorer_options: Any):
+        self.run = prepare_run(space, proxies, batch, key=key, seed=seed, dataset=dataset,
+                               batch_id=batch_id, scorer_options=scorer_options)
+        self.proxies = self.run.proxies
+        self.out = out
+        self.chunk = _positive_int("chunk", chunk)
+        self.cache_dir = (cache_dir if cache_dir is not None
+                          else os.environ.get(CACHE_DIR_ENV) or None)
+        self.scored = 0
+        stored = store.stored_values(out, self.run.identities)
+        self._values: dict[str, dict[str, float]] = {}
+        for arch, proxy, value in stored.itertuples(index=False, name=None):
+            self._values.setdefault(arch, {})[proxy] = value
+        self._scorer: _ChunkScorer | None = None
+        self._pending: list[tuple[str, np.ndarray, np.ndarray, float]] = []
+        self._token = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self._parts = 0
+
+    def __call__(self, archs: Sequence) -> np.ndarray:
+        """(len(archs), len(proxies)) float64 scores; non-finite values as they are.
+
+        Raises:
+          ValueError: an architecture the space rejects (naming its position).
+        """
+        genotypes, strings = [], []
+        for position, arch in enumerate(archs):
+            try:
+                genotype = self.run.space.check_arch(arch)
+            except ValueError as error:
+                raise ValueError(f"archs[{position}]: {error}") from None
+            genotypes.append(genotype)
+            strings.append(self.run.space.decode(genotype))
+        for genotype, arch in zip(genotypes, strings):
+            known = self._values.get(arch, {})
+            if all(name in known for name in self.proxies):
+                continue
+            if self._scorer is None:
+                if self.cache_dir is not None:
+                    use_compilation_cache(self.cache_dir)
+                self._scorer = _ChunkScorer(self.run.worker_spec(self.proxies, self.cache_dir))
+            values, seconds = self._scorer(genotype[None])
+            wanted = np.asarray([name not in known for name in self.proxies])
+            self._values.setdefault(arch, {}).update(
+                (name, float(value)) for name, value in zip(self.proxies, values[0]))
+            self._pending.append((arch, genotype, values[0], float(seconds[0]), wanted))
+            self.scored += 1
+            if len(self._pending) >= self.chunk:
+                self.flush()
+        return np.asarray([[self._values[arch][name] for name in self.proxies]
+                           for arch in strings], np.float64)
+
+    def flush(self) -> None:
+        """Write the architectures scored since the last part to the store."""
+        if not self._pending:
+            return
+        archs, genotypes, values, seconds, wanted = zip(*self._pending)
+        rows = score_rows(self.run.identities, self.proxies, archs,
+                          _genotype_indices(self.run.space, np.stack(genotypes)), values,
+                          seconds, [{name for name, w in zip(self.proxies, row) if w}
+                                    for row in wanted])
+        store.write_part(self.out, store.new_part_name(self._token, self._parts), rows)
+        self._parts += 1
+        self._pending = []
+
+    def __enter__(self) -> StoredScorer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.flush()

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from zcjax import api, data, proxies
+from zcjax.search import command as search_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     correlate.add_argument("--partial", action=argparse.BooleanOptionalAction, default=True,
                            help="print the partial correlations (default: yes)")
     _add_score_space_parser(commands)
+    search_command.add_parser(commands, proxies_available=", ".join(proxies.names()),
+                              datasets=tuple(data.DATASETS))
     return parser
 
 
@@ -258,10 +261,31 @@ def _score_space(args) -> int:
     return 0
 
 
+def _search(args) -> int:
+    from zcjax import bulk
+
+    data_name = search_command.data_of(args, tuple(data.DATASETS))
+    info = data.DATASETS[data_name]
+    proxies.resolve(args.proxy)  # name errors before any work
+    key = jax.random.key(args.score_seed)
+
+    def make_scorer(out):
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        batch = data.sample_batch(data_name, args.batch_size, key=key)
+        return bulk.StoredScorer(
+            args.space, args.proxy, batch, key=args.score_seed, out=out, dataset=data_name,
+            batch_id=f"{data_name}-batch{args.batch_size}-seed{args.score_seed}",
+            num_classes=info.num_classes, image_size=info.image_size)
+
+    return search_command.run(args, make_scorer)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        commands = {"score": _score, "correlate": _correlate, "score-space": _score_space}
+        commands = {"score": _score, "correlate": _correlate, "score-space": _score_space,
+                    "search": _search}
         return commands[args.command](args)
     except (ValueError, KeyError, FileNotFoundError, ImportError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

@@ -38,7 +38,6 @@ from collections.abc import Callable, Hashable, Sequence
 from types import ModuleType
 from typing import Any
 
-import jax
 import numpy as np
 
 from zcjax.network import Network
@@ -89,8 +88,10 @@ class SearchSpace:
         a genotype is one op index per edge with every combination valid (``num_archs
         = ops ** edges``) and that the compiled network accepts that tuple (the grouped
         vmap, :mod:`zcjax.grouped`).
-      mutate: optional ``(genotype, key) -> genotype``: a different valid genotype one
-        small change away, deterministic for a key (search).
+      mutate: optional ``(genotype, rng) -> genotype``: a different valid genotype one
+        small change away (the space's usual mutation, e.g. NASLib's), drawn with the
+        ``numpy.random.Generator`` ``rng`` (host-side: a search draws thousands, and one
+        generator per search keeps them reproducible; :mod:`zcjax.search`).
       from_naslib: optional NASLib / NAS-Bench-Suite-Zero JSON key -> genotype.
       to_naslib: optional genotype -> that key (``from_naslib``'s inverse).
       naslib_name: NASLib's name of the space, the ``<name>`` of its Suite-Zero file
@@ -113,7 +114,7 @@ class SearchSpace:
     all_genotypes: Callable[[], np.ndarray] | None = None
     signature: Callable[[Any, Any], Hashable] | None = None
     edge_ops: Callable[[Any], tuple] | None = None
-    mutate: Callable[[np.ndarray, jax.Array], np.ndarray] | None = None
+    mutate: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
     from_naslib: Callable[[Any], np.ndarray] | None = None
     to_naslib: Callable[[np.ndarray], str] | None = None
     naslib_name: str | None = None

@@ -172,24 +172,37 @@ def identities(frame: pd.DataFrame) -> list[RunIdentity]:
     return [RunIdentity(*row) for row in distinct.itertuples(index=False, name=None)]
 
 
-def stored_pairs(out: str | os.PathLike,
-                 runs: Mapping[str, RunIdentity]) -> set[tuple[str, str]]:
-    """The (arch, proxy) pairs already stored, each proxy under its own run identity.
+def stored_values(out: str | os.PathLike,
+                  runs: Mapping[str, RunIdentity]) -> pd.DataFrame:
+    """The stored scores of some proxies, each proxy under its own run identity.
 
     Args:
       out: the store's directory (need not exist yet).
       runs: proxy name -> the identity its rows must have (settings differ per proxy:
         each holds only the options that proxy reads).
+
+    Returns:
+      Columns ``arch``, ``proxy``, ``value`` (float64, non-finite kept).
     """
+    columns = list(ROW_COLUMNS) + ["value"]
     if not Path(out).exists():
-        return set()
-    table = _canonical(_read_table(out, RUN_COLUMNS + ROW_COLUMNS).to_pandas())
+        return pd.DataFrame({"arch": [], "proxy": [], "value": []}).astype(
+            {"arch": object, "proxy": object, "value": "float64"})
+    table = _canonical(_read_table(out, RUN_COLUMNS + tuple(columns)).to_pandas())
     table = table[table["proxy"].isin(list(runs))]
     wanted = pd.DataFrame([dict(run.row(), proxy=proxy) for proxy, run in runs.items()],
                           columns=list(RUN_COLUMNS) + ["proxy"])
     matched = table.merge(wanted.astype(table.dtypes[wanted.columns].to_dict()),
                           on=list(RUN_COLUMNS) + ["proxy"])
-    return set(zip(matched["arch"], matched["proxy"]))
+    return matched[columns].reset_index(drop=True)
+
+
+def stored_pairs(out: str | os.PathLike,
+                 runs: Mapping[str, RunIdentity]) -> set[tuple[str, str]]:
+    """The (arch, proxy) pairs already stored, each proxy under its own run identity
+    (see :func:`stored_values`)."""
+    stored = stored_values(out, runs)
+    return set(zip(stored["arch"], stored["proxy"]))
 
 
 def new_part_name(run_token: str, chunk: int) -> str:

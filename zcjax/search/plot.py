@@ -1,0 +1,53 @@
+"""The search curves: best accuracy found against paid queries, mean and std over seeds."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from zcjax.search.history import History, curve
+
+
+def plot_curves(groups: Mapping[str, Sequence[History]], path: str | os.PathLike, *,
+                optimum: float | None = None, title: str = "",
+                ylabel: str = "test accuracy of the best network found (%)") -> Path:
+    """One line per search (shaded: +-1 std over seeds); training-free picks as dotted
+    horizontal lines (they pay no query); ``optimum`` as a dashed line. Writes a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(7, 4.5))
+    colours = pyplot.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (label, histories) in enumerate(groups.items()):
+        colour = colours[index % len(colours)]
+        budget = max(h.queries for h in histories)
+        picks = np.asarray([h.pick_reported for h in histories], np.float64)
+        if budget == 0:
+            axes.axhline(picks.mean(), color=colour, linestyle=":", linewidth=1.5,
+                         label=f"{label} (no queries): {picks.mean():.2f}")
+            continue
+        mean, std = curve(histories, budget)
+        queries = np.arange(1, budget + 1)
+        axes.plot(queries, mean, color=colour, linewidth=1.8,
+                  label=f"{label}: {mean[-1]:.2f} +- {std[-1]:.2f} at {budget}")
+        axes.fill_between(queries, mean - std, mean + std, color=colour, alpha=0.15)
+    if optimum is not None:
+        axes.axhline(optimum, color="black", linestyle="--", linewidth=1,
+                     label=f"optimum {optimum:.2f}")
+    axes.set_xscale("log")
+    axes.set_xlabel("accuracy queries (trained networks)")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)
+    return path
