@@ -567,7 +567,8 @@ class StoredScorer:
         for arch, proxy, value in stored.itertuples(index=False, name=None):
             self._values.setdefault(arch, {})[proxy] = value
         self._scorer: _ChunkScorer | None = None
-        self._pending: list[tuple[str, np.ndarray, np.ndarray, float]] = []
+        # (arch, genotype, values, seconds, which proxies are new) not yet in a part
+        self._pending: list[tuple[str, np.ndarray, np.ndarray, float, np.ndarray]] = []
         self._token = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         self._parts = 0
 
