@@ -41,6 +41,12 @@ def scorer():
 
 
 @pytest.fixture(scope="module")
+def tiny_network():
+    """One network object, so tests that jit the same proxies share the program."""
+    return nb201.network(TINY)
+
+
+@pytest.fixture(scope="module")
 def scored(scorer, tiny_batch):
     """Every proxy on every test architecture, key 0."""
     return {arch: scorer(nb201.encode(arch), tiny_batch, jax.random.key(0)) for arch in ARCHS}
@@ -101,7 +107,15 @@ def test_one_compilation_serves_every_architecture(scorer, scored):
     assert scorer.compiled._cache_size() == 1
 
 
-@pytest.mark.parametrize("name", CORE)
+# Op-by-op execution costs ~15-80 s a proxy: CI runs one proxy of each pass (loss
+# gradients, synflow, activations, Jacobian, T-CET's codes, per-class Jacobians), the
+# rest are marked slow.
+EAGER_IN_CI = ("grad_norm", "synflow", "naswot", "jacob_cov", "tcet_snip", "epe_nas")
+
+
+@pytest.mark.parametrize("name", [name if name in EAGER_IN_CI
+                                  else pytest.param(name, marks=pytest.mark.slow)
+                                  for name in CORE])
 def test_jit_equals_eager(scored, tiny_batch, name):
     network = nb201.network(TINY)
     arch = CONNECTED_ARCHS[0]
@@ -125,8 +139,8 @@ def test_same_key_same_value_other_key_other_value(scorer, scored, tiny_batch, n
         assert other != again
 
 
-def test_unused_parameters_never_count(tiny_batch):
-    network = nb201.network(TINY)
+def test_unused_parameters_never_count(tiny_network, tiny_batch):
+    network = tiny_network
     arch = ARCHS[0]
     variables = network.init(jax.random.key(3))
     active = np.asarray(network.active(nb201.encode(arch)))
@@ -144,15 +158,17 @@ def test_unused_parameters_never_count(tiny_batch):
                         3.0 * jax.random.normal(sub, value.shape[1:]))
                     scrambled += 1
     assert scrambled > 0
-    before = _run(CORE, _inputs(network, variables, arch, tiny_batch))
-    after = _run(CORE, _inputs(network, {"params": params}, arch, tiny_batch))
+    # separately=True: the program test_sharing_passes_changes_nothing compiles too.
+    before = _run(CORE, _inputs(network, variables, arch, tiny_batch), separately=True)
+    after = _run(CORE, _inputs(network, {"params": params}, arch, tiny_batch),
+                 separately=True)
     for name in CORE:
         np.testing.assert_allclose(after[name], before[name], rtol=1e-6, err_msg=name)
 
 
-def test_sharing_passes_changes_nothing(scored, tiny_batch):
+def test_sharing_passes_changes_nothing(scored, tiny_network, tiny_batch):
     arch = CONNECTED_ARCHS[1]
-    network = nb201.network(TINY)
+    network = tiny_network
     variables = network.init(api.init_key(jax.random.key(0)), tiny_batch[0][:1])
     inputs = dataclasses.replace(_inputs(network, variables, arch, tiny_batch),
                                  key=api.noise_key(jax.random.key(0)))
@@ -255,12 +271,12 @@ def test_params_and_flops_proxies_report_millions():
     assert out["flops"] == pytest.approx(nb201.flops(ARCHS[0]) / 1e6, rel=1e-6)
 
 
-def test_options_change_what_they_say(batch):
-    scorer = lambda **o: zcjax.make_scorer("nb201", ["synflow", "naswot"], config=SMALL, **o)  # noqa: E731
+def test_options_change_what_they_say(tiny_batch):
+    scorer = lambda **o: zcjax.make_scorer("nb201", ["synflow", "naswot"], config=TINY, **o)  # noqa: E731
     genotype = nb201.encode(CONNECTED_ARCHS[0])
-    base = scorer()(genotype, batch)
-    kept = scorer(synflow_reduction_bn=True)(genotype, batch)
-    batch_bn = scorer(activation_bn="batch")(genotype, batch)
+    base = scorer()(genotype, tiny_batch)
+    kept = scorer(synflow_reduction_bn=True)(genotype, tiny_batch)
+    batch_bn = scorer(activation_bn="batch")(genotype, tiny_batch)
     assert kept["synflow"] != base["synflow"] and kept["naswot"] == base["naswot"]
     assert batch_bn["naswot"] != base["naswot"] and batch_bn["synflow"] == base["synflow"]
     with pytest.raises(TypeError, match="'synflow_bn'.*no registered proxy reads it"):

@@ -6,7 +6,6 @@ arrays, never through zcjax.metrics or zcjax.report.
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,13 +141,6 @@ def test_plots_written(synthetic, tmp_path):
     assert written == ["flaky_cifar10.png", "good_cifar10.png"]
     for name in written:
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_plot_without_matplotlib(synthetic, tmp_path, monkeypatch):
-    results, bench, _, _ = synthetic
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import fail
-    with pytest.raises(ImportError, match=r"zcjax\[plot\]"):
-        zcjax.correlate(results, bench, "cifar10", plot_dir=tmp_path)
 
 
 # (Suite-Zero proxy, [cifar10, cifar100, ImageNet16-120] Spearman) from PAPER.md section 5.

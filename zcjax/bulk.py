@@ -28,6 +28,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import signal
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -495,6 +496,9 @@ _WORKER: _ChunkScorer | None = None
 
 def _init_worker(spec: _WorkerSpec) -> None:
     global _WORKER
+    # Ctrl-C reaches the whole process group: the parent alone handles it (and stops
+    # the workers), so workers print no traceback of their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     registry.register_all(spec.user_registered)
     if spec.cache_dir is not None:
         use_compilation_cache(spec.cache_dir)
@@ -521,10 +525,28 @@ def _run_workers(spec, genotypes, chunks, workers, finish, bar) -> float:
             finish(number, members, values, seconds)
             compile_seconds = max(compile_seconds, compiled)
             bar.update(len(members))
-    finally:
-        # On an error or interrupt, drop queued chunks instead of finishing them.
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:
+        # An error or an interrupt: drop the queued chunks and stop the running ones
+        # (their architectures are not stored; a rerun scores them).
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
     return compile_seconds
+
+
+def _stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    # Before 3.14 the executor has no public way to stop a running task; its processes
+    # are read before shutdown() forgets them.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join()
 
 
 # ---------------------------------------------------------------------------

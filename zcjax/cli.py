@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 
@@ -281,8 +283,35 @@ def _search(args) -> int:
     return search_command.run(args, make_scorer)
 
 
+class Terminated(Exception):
+    """SIGTERM, raised where Python next runs, as SIGINT raises KeyboardInterrupt."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+def _resume_hint(args) -> str:
+    """What an interrupted command kept, and how to go on."""
+    if args.command == "score-space":
+        return ("every finished chunk is stored in "
+                f"{args.out or f'runs/{args.space}-{args.data}'}; rerun the same command "
+                "to resume")
+    if args.command == "search":
+        return ("the scores and the finished seeds are stored in "
+                f"{args.out or 'runs/search-' + args.space + '-' + args.dataset}; rerun the "
+                "same command to resume")
+    return "nothing was stored"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit code: 0, 2 for bad input, 128 + signal when stopped.
+
+    SIGINT (Ctrl-C) and SIGTERM end a command with one line saying what is stored and
+    how to resume (exit code 130 / 143), no traceback.
+    """
     args = _parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         commands = {"score": _score, "correlate": _correlate, "score-space": _score_space,
                     "search": _search}
@@ -291,7 +320,29 @@ def main(argv: list[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"zcjax {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Terminated) as stop:
+        signum = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+        print(f"\nzcjax {args.command}: stopped by {signum.name}; {_resume_hint(args)}",
+              file=sys.stderr)
+        return 128 + signum
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def entry_point() -> None:
+    """The ``zcjax`` console script.
+
+    After a stop by signal the process ends with ``os._exit``: interpreter teardown while
+    XLA's compiler threads still run can crash (SIGSEGV in libjax_common), and every stored
+    part is already on disk.
+    """
+    code = main()
+    if code > 128:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

@@ -245,7 +245,7 @@ def correlate(
       top_k: size of the top set for the second overlap column (NaN when fewer architectures
         have an accuracy).
       plot_dir: if given, one scatter plot per proxy (score rank vs accuracy) is written there
-        as ``{proxy}_{dataset}.png`` (needs matplotlib: ``pip install 'zcjax[plot]'``).
+        as ``{proxy}_{dataset}.png``.
       results_dataset: which rows of the results' ``dataset`` column to use when it holds
         several; default the one named like ``dataset``.
       select: keep only the rows of one run identity: ``{field: value}`` with a field of
@@ -364,15 +364,10 @@ def plot_rank_scatter(
 
     Returns:
       The path written.
-
-    Raises:
-      ImportError: matplotlib is missing (``pip install 'zcjax[plot]'``).
     """
-    try:
-        # The object-oriented API draws without pyplot: no backend switch, no global state.
-        from matplotlib.figure import Figure
-    except ImportError as error:
-        raise ImportError("plots need matplotlib: pip install 'zcjax[plot]'") from error
+    # The object-oriented API draws without pyplot: no backend switch, no global state.
+    from matplotlib.figure import Figure
+
     s = np.asarray(scores, np.float64)
     a = np.asarray(accuracies, np.float64)
     ranks = metrics.rank(s)

@@ -19,13 +19,13 @@ def plot_curves(groups: Mapping[str, Sequence[History]], path: str | os.PathLike
     first few are random draws whose spread would flatten the rest); training-free picks
     as dotted horizontal lines (they pay no query); ``optimum`` as a dashed line. The
     legend sits below the axes. Writes a PNG."""
-    import matplotlib
+    # The object-oriented API draws without pyplot: no backend switch, no global state.
+    from matplotlib import rcParams
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(figsize=(8, 4.5 + 0.22 * len(groups)))
-    colours = pyplot.rcParams["axes.prop_cycle"].by_key()["color"]
+    figure = Figure(figsize=(8, 4.5 + 0.22 * len(groups)))
+    axes = figure.add_subplot()
+    colours = rcParams["axes.prop_cycle"].by_key()["color"]
     shown = [] if optimum is None else [optimum]
     for index, (label, histories) in enumerate(groups.items()):
         colour = colours[index % len(colours)]
@@ -62,5 +62,4 @@ def plot_curves(groups: Mapping[str, Sequence[History]], path: str | os.PathLike
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, bbox_inches="tight")
-    pyplot.close(figure)
     return path
