@@ -2,6 +2,8 @@
 
 import importlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -120,3 +122,38 @@ def module_compilation_cache(tmp_path_factory):
     jax.config.update("jax_compilation_cache_dir", previous[0])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
     bulk.compilation_cache.reset_cache()
+
+
+# The zcjax CLI in a subprocess, on the tiny NB201 config (seconds to compile) and slowed
+# to ``seconds`` per architecture, so that a signal or a second writer lands mid-run.
+_TINY_CLI = """
+import dataclasses, sys, time
+sys.path.insert(0, {tests!r})
+from conftest import TINY
+from zcjax import api, cli
+
+make_scorer = api.make_scorer
+
+def tiny_slow_scorer(space, proxies, **options):
+    config = options["config"]
+    options["config"] = dataclasses.replace(TINY, num_classes=config.num_classes,
+                                            image_size=config.image_size)
+    scorer = make_scorer(space, proxies, **options)
+    def compiled(*inputs):
+        time.sleep({seconds!r})
+        return scorer.compiled(*inputs)
+    return dataclasses.replace(scorer, compiled=compiled)
+
+api.make_scorer = tiny_slow_scorer
+sys.argv = ["zcjax", *{argv!r}]
+cli.entry_point()
+"""
+
+
+def start_tiny_cli(argv, log: Path, *, seconds: float = 0.3) -> subprocess.Popen:
+    """``zcjax ARGV`` (the console script) on the tiny config; stderr to ``log``."""
+    script = _TINY_CLI.format(tests=str(Path(__file__).parent), seconds=seconds,
+                              argv=[str(a) for a in argv])
+    with open(log, "wb") as stderr:
+        return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
+                                stderr=stderr)

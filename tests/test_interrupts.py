@@ -2,49 +2,13 @@
 no traceback, no temporary file, and the rerun completes the store exactly."""
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import shared_file
+from conftest import shared_file, start_tiny_cli as start
 from zcjax import store
-
-TESTS = Path(__file__).parent
-
-# The CLI in a subprocess, on the tiny NB201 config (seconds to compile) and slowed to
-# 0.3 s per architecture, so that a signal lands while a chunk is being scored.
-_CLI = """
-import dataclasses, sys, time
-sys.path.insert(0, {tests!r})
-from conftest import TINY
-from zcjax import api, cli
-
-make_scorer = api.make_scorer
-
-def tiny_slow_scorer(space, proxies, **options):
-    config = options["config"]
-    options["config"] = dataclasses.replace(TINY, num_classes=config.num_classes,
-                                            image_size=config.image_size)
-    scorer = make_scorer(space, proxies, **options)
-    def compiled(*inputs):
-        time.sleep(0.3)
-        return scorer.compiled(*inputs)
-    return dataclasses.replace(scorer, compiled=compiled)
-
-api.make_scorer = tiny_slow_scorer
-sys.argv = ["zcjax", *{argv!r}]
-cli.entry_point()
-"""
-
-
-def start(argv, log: Path) -> subprocess.Popen:
-    script = _CLI.format(tests=str(TESTS), argv=[str(a) for a in argv])
-    with open(log, "wb") as stderr:
-        return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
-                                stderr=stderr)
 
 
 def wait_for_a_part(process, out: Path, log: Path) -> None:
@@ -63,7 +27,8 @@ def assert_stopped_cleanly(process, signum, log: Path, out: Path) -> str:
     assert f"stopped by {signal.Signals(signum).name}" in last
     assert "rerun the same command to resume" in last
     if out.exists():
-        assert not [p for p in out.rglob(".*")], "a temporary file was left behind"
+        left = [p for p in out.rglob(".*") if p.name != store.LOCK_NAME]
+        assert not left, f"temporary files left behind: {left}"
     return last
 
 
@@ -82,8 +47,12 @@ def test_score_space_stops_with_one_line_and_resumes(tmp_path, signum, during):
     cache = tmp_path / "cache"  # fresh: the first run compiles
     process = start(score_space_argv(out, cache), log)
     if during == "compilation":
-        time.sleep(6)  # imports done, the scorer compiling; nothing stored yet
-        assert process.poll() is None, log.read_text()[-2000:]
+        deadline = time.monotonic() + 120
+        while "after one compilation" not in log.read_text():  # said just before compiling
+            assert process.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "score-space said nothing in time"
+            time.sleep(0.05)
+        time.sleep(1)
     else:
         wait_for_a_part(process, out, log)
     process.send_signal(signum)

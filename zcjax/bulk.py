@@ -5,7 +5,8 @@ minibatch and writes one Parquet part per finished chunk to a results store
 (:mod:`zcjax.store`). Rerunning the same call skips every (architecture, proxy) already
 stored for the same run identity (:class:`zcjax.store.RunIdentity`: space, dataset, batch,
 seed, and settings: the network configuration and the options that proxy reads), so a
-killed run resumes with nothing lost and nothing duplicated.
+killed run resumes with nothing lost and nothing duplicated. :class:`StoredScorer` scores
+architectures on demand through the same store (a search asks for a few at a time).
 
 Parallelism. The scorer is compiled once (genotypes are data) and architectures are
 scored one at a time: vmapping over genotypes turns every ``lax.switch`` into a select
@@ -186,14 +187,19 @@ def score_space(
                disable=not progress, dynamic_ncols=True)
     position = {arch: i for i, arch in enumerate(todo.tolist())}
 
+    writer = store.StoreWriter(out)
+
     def finish(number, members, values, seconds):
         nonlocal rows_written, non_finite
         rows = score_rows(runs, needed, [arch_names[m] for m in members],
                           [indices[position[m]] for m in members], values, seconds,
                           [missing[m] for m in members])
-        parts.append(store.write_part(out, store.new_part_name(run_token, number), rows))
-        rows_written += len(rows["value"])
-        non_finite += int(np.sum(~np.isfinite(rows["value"])))
+        # Another writer of this store may have stored some of these rows meanwhile.
+        part, written = writer.append(store.new_part_name(run_token, number), rows)
+        if part is not None:
+            parts.append(part)
+            rows_written += len(written)
+            non_finite += int(np.sum(~np.isfinite(rows["value"][written])))
 
     try:
         if workers == 1:
@@ -593,6 +599,7 @@ class StoredScorer:
         self._pending: list[tuple[str, np.ndarray, np.ndarray, float, np.ndarray]] = []
         self._token = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         self._parts = 0
+        self._writer: store.StoreWriter | None = None
 
     def __call__(self, archs: Sequence) -> np.ndarray:
         """(len(archs), len(proxies)) float64 scores; non-finite values as they are.
@@ -631,12 +638,14 @@ class StoredScorer:
         """Write the architectures scored since the last part to the store."""
         if not self._pending:
             return
+        if self._writer is None:
+            self._writer = store.StoreWriter(self.out)
         archs, genotypes, values, seconds, wanted = zip(*self._pending)
         rows = score_rows(self.run.identities, self.proxies, archs,
                           _genotype_indices(self.run.space, np.stack(genotypes)), values,
                           seconds, [{name for name, w in zip(self.proxies, row) if w}
                                     for row in wanted])
-        store.write_part(self.out, store.new_part_name(self._token, self._parts), rows)
+        self._writer.append(store.new_part_name(self._token, self._parts), rows)
         self._parts += 1
         self._pending = []
 

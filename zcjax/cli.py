@@ -249,6 +249,11 @@ def _score_space(args) -> int:
     batch_id = f"{args.data}-batch{args.batch_size}-seed{args.seed}"
     if image_size != info.image_size:
         batch, batch_id = _resized(batch, image_size), f"{batch_id}-resized{image_size}"
+    # Said before the scorer compiles, which takes minutes on a CPU with no cache.
+    print(f"zcjax score-space: {args.space} with {args.proxies}; architectures not yet "
+          "stored are scored after one compilation of the scorer"
+          + ("" if args.cache_dir else " (--cache-dir keeps it for the next run)"),
+          file=sys.stderr, flush=True)
     summary = bulk.score_space(
         args.space, args.proxies, batch, key=args.seed,
         out=args.out or f"runs/{args.space}-{args.data}", archs=archs,

@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import filelock
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pa_dataset
@@ -203,6 +204,63 @@ def stored_pairs(out: str | os.PathLike,
     (see :func:`stored_values`)."""
     stored = stored_values(out, runs)
     return set(zip(stored["arch"], stored["proxy"]))
+
+
+# A row's key: its run identity and what it scores. A store holds each key once.
+KEY_COLUMNS = RUN_COLUMNS + ROW_COLUMNS
+LOCK_NAME = ".zcjax.lock"  # hidden, not '*.parquet': readers and globs skip it
+
+
+class StoreWriter:
+    """Appends parts to a store, storing no row twice, while other writers append too.
+
+    Every :meth:`append` holds the store's lock (``filelock`` on ``<out>/.zcjax.lock``),
+    reads the parts written since it last looked, drops the rows whose key
+    (:data:`KEY_COLUMNS`) is already stored, and writes the rest as one part. Two
+    processes scoring one store at once therefore store every row once (they may both
+    compute some). The lock is an OS file lock (``fcntl.flock``): it holds between
+    processes of one machine, and on network filesystems only where those support
+    ``flock`` (many NFS setups do not); there, give each machine its own store.
+
+    Args:
+      out: the store's directory (created if missing).
+    """
+
+    def __init__(self, out: str | os.PathLike):
+        self.directory = _directory(out, create=True)
+        self._lock = filelock.FileLock(self.directory / LOCK_NAME)
+        self._seen: set[str] = set()
+        self._keys: set[tuple] = set()
+
+    def _read_new_parts(self) -> None:
+        new = [part for part in part_files(self.directory) if part.name not in self._seen]
+        if not new:
+            return
+        for part in new:
+            _check_schema(part)
+        table = pa_dataset.dataset([str(p) for p in new], schema=SCHEMA, format="parquet")
+        frame = _canonical(table.to_table(columns=list(KEY_COLUMNS)).to_pandas())
+        self._keys.update(frame[list(KEY_COLUMNS)].itertuples(index=False, name=None))
+        self._seen.update(part.name for part in new)
+
+    def append(self, name: str, rows: Mapping[str, Sequence]) -> tuple[Path | None, list[int]]:
+        """Write the rows not yet stored as part ``name``.
+
+        Returns:
+          (the part's path, or None when every row was stored already; the positions in
+          ``rows`` of the rows written).
+        """
+        with self._lock:
+            self._read_new_parts()
+            keys = list(zip(*(rows[column] for column in KEY_COLUMNS)))
+            keep = [i for i, key in enumerate(keys) if key not in self._keys]
+            if not keep:
+                return None, []
+            kept = {column: [rows[column][i] for i in keep] for column in SCHEMA.names}
+            path = write_part(self.directory, name, kept)
+            self._seen.add(name)
+            self._keys.update(keys[i] for i in keep)
+            return path, keep
 
 
 def new_part_name(run_token: str, chunk: int) -> str:
