@@ -343,3 +343,24 @@ def test_cli_search_errors_before_any_compilation(tmp_path, capsys, monkeypatch,
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
     assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_non_finite_scores_rank_last_and_an_all_non_finite_pick_warns(oracle):
+    archs = list(oracle.archs[:50])
+    values = pd.Series(np.linspace(0, 1, 50), index=archs)
+    values.iloc[::3] = np.resize([np.nan, np.inf, -np.inf], len(values.iloc[::3]))
+    scores = search.TableScores(values.rename("p"))
+    small = search.make_oracle(benchmarks.Benchmark("fifty", oracle_table(oracle, archs)),
+                               "nb201", "cifar10")
+    history = search.training_free("nb201", scores, key=0, oracle=small, top_k=3)
+    finite = values[np.isfinite(values)]
+    assert history.pick == finite.idxmax()  # +inf is an overflow, not the best network
+    assert history.non_finite == int((~np.isfinite(values)).sum())
+    nothing = search.TableScores(pd.Series(np.nan, index=archs, name="p"))
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        search.training_free("nb201", nothing, key=0, oracle=small)
+
+
+def oracle_table(oracle, archs):
+    return pd.DataFrame({"cifar10": [oracle.accuracy(a) for a in archs]},
+                        index=pd.Index(archs, name="arch"))

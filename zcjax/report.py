@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from zcjax import metrics, store
 from zcjax import settings as settings_lib
@@ -51,15 +52,30 @@ __all__ = ["correlate", "load_results", "partial_correlations", "plot_rank_scatt
 _REQUIRED = ("arch", "proxy", "value")
 
 
+def _read_part(path: Path) -> pd.DataFrame:
+    """One Parquet file of results; a file that is none, or lacks a results column, is
+    one error naming it (a truncated part, another program's file in the folder)."""
+    try:
+        frame = pd.read_parquet(path)
+    except (pa.ArrowException, OSError) as error:
+        raise ValueError(f"{path} is not a readable Parquet file ({error}); move it out of "
+                         "the results folder") from None
+    missing = [c for c in _REQUIRED if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; results need "
+                         f"{', '.join(_REQUIRED)} (move other files out of the folder)")
+    return frame
+
+
 def _read_parquet(path: Path) -> pd.DataFrame:
     """A Parquet file, or a folder's ``*.parquet`` files (a results store's finished parts;
     temporary parts and other files beside them, e.g. a run's timings, are not results)."""
     if not path.is_dir():
-        return pd.read_parquet(path)
+        return _read_part(path)
     parts = store.part_files(path)
     if not parts:
         raise ValueError(f"{path}: no *.parquet files")
-    return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+    return pd.concat([_read_part(part) for part in parts], ignore_index=True)
 
 
 def load_results(results: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
