@@ -129,11 +129,29 @@ class Scorer:
             return self.for_genotype(genotype)(genotype, batch, key)
         images, labels = data.validate_batch(batch, image_size=self.network.image_size,
                                              num_classes=self.network.num_classes)
-        key = jax.random.key(0) if key is None else key
+        key = jax.random.key(0) if key is None else checked_key(key)
         outputs = self.unchecked(jnp.asarray(genotype, jnp.int32), images.astype(jnp.float32),
                                  labels, key)
         # NumPy, so float64 results stay float64 outside the x64 scope.
         return jax.device_get(outputs)
+
+
+def checked_key(key) -> jax.Array:
+    """A typed ``jax.random.key``; a legacy raw ``uint32[2]`` key is wrapped.
+
+    Raises:
+      TypeError: anything else (an int seed, say: pass ``jax.random.key(seed)``).
+    """
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise TypeError(f"key must be one jax.random key, got a key array of shape "
+                            f"{key.shape}")
+        return key
+    if (isinstance(key, (jax.Array, np.ndarray)) and key.shape == (2,)
+            and key.dtype == np.uint32):
+        return jax.random.wrap_key_data(key)
+    raise TypeError(f"key must be a jax.random.key(seed), got {type(key).__name__} "
+                    f"{key!r:.40}")
 
 
 def make_scorer(

@@ -145,8 +145,20 @@ def _accuracy_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return frame
 
 
+def expanded(path: str | os.PathLike) -> Path:
+    """``path`` with ``~`` / ``~user`` expanded.
+
+    Raises:
+      ValueError: ``~user`` names no user (instead of RuntimeError).
+    """
+    try:
+        return Path(path).expanduser()
+    except RuntimeError as error:
+        raise ValueError(f"cannot expand the path {os.fspath(path)!r}: {error}") from None
+
+
 def _existing(path: str | os.PathLike) -> Path:
-    path = Path(path).expanduser()
+    path = expanded(path)
     if not path.exists():
         raise FileNotFoundError(f"benchmark file not found: {path}")
     return path
@@ -554,7 +566,7 @@ def _resolve(name: str) -> Path:
     directory = os.environ.get(BENCHMARK_DIR_VARIABLE)
     if directory:
         for pattern in source.candidates:
-            found = sorted(Path(directory).expanduser().glob(pattern))
+            found = sorted(expanded(directory).glob(pattern))
             if found:
                 return found[0]
         raise FileNotFoundError(
@@ -588,9 +600,12 @@ def load_benchmark(name_or_path: str | os.PathLike, *, space: str | None = None)
       ValueError: neither a known name nor a readable path; an unknown or undetectable space.
     """
     text = os.fspath(name_or_path)
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"a benchmark is a name ({', '.join(BENCHMARKS)}) or a path, got "
+                         f"{name_or_path!r}")
     if text in BENCHMARKS:
         return BENCHMARKS[text].loader(_resolve(text))
-    path = Path(text).expanduser()
+    path = expanded(text)
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes[-1:] == [".gz"]:
         suffixes = suffixes[:-1]

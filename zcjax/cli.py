@@ -140,6 +140,8 @@ def _score(args) -> int:
     space = api.get_space(args.space)
     info = data.DATASETS[args.data]
     archs = [space.decode(space.check_arch(arch)) for arch in args.archs]
+    if args.sample < 0:
+        raise ValueError(f"--sample must be >= 0, got {args.sample}")
     if args.sample:
         archs += space.arch_strings(space.sample(jax.random.key(args.seed), args.sample))
     if not archs:
@@ -321,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"score": _score, "correlate": _correlate, "score-space": _score_space,
                     "search": _search}
         return commands[args.command](args)
-    except (ValueError, KeyError, FileNotFoundError, ImportError) as error:
+    except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"zcjax {args.command}: error: {message}", file=sys.stderr)
         return 2

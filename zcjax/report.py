@@ -45,7 +45,7 @@ import pyarrow as pa
 
 from zcjax import metrics, store
 from zcjax import settings as settings_lib
-from zcjax.benchmarks import Benchmark, load_benchmark
+from zcjax.benchmarks import Benchmark, expanded, load_benchmark
 
 __all__ = ["correlate", "load_results", "partial_correlations", "plot_rank_scatter"]
 
@@ -91,7 +91,7 @@ def load_results(results: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
     if isinstance(results, pd.DataFrame):
         frame, source = results.copy(), "results"
     else:
-        path = Path(results).expanduser()
+        path = expanded(results)
         if not path.exists():
             raise FileNotFoundError(f"results not found: {path}")
         frame, source = _read_parquet(path), str(path)
