@@ -152,7 +152,9 @@ def main(argv=None) -> int:
         lines += ["", f"![{dataset} curves](search/{figure.name})", ""]
         lines += [f"- {note}" for note in notes] + ([""] if notes else [])
         print(f"{dataset} done, {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    lines.append(f"Search time for all of the above: {time.perf_counter() - started:.0f} s.")
+    lines.append(f"Wall time of this run: {time.perf_counter() - started:.0f} s"
+                 + (" (seeds stored under --histories are read back, not searched)."
+                    if args.histories else "."))
     write_between_markers(Path(args.out), lines)
     return 0
 
