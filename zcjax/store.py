@@ -106,7 +106,8 @@ def _directory(out: str | os.PathLike, *, create: bool) -> Path:
     if not path.exists():
         if not create:
             raise ValueError(f"no results store at {str(path)!r}")
-        path.mkdir(parents=True)
+        # exist_ok: another writer may create it between the check and here.
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
