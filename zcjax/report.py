@@ -222,7 +222,10 @@ def _prepare(results, benchmark, dataset, proxies, results_dataset, select):
     means = grouped["value"].mean().where(~grouped["_nan"].any())
     seeds = (frame.groupby("proxy")["seed"].nunique() if "seed" in frame.columns
              else pd.Series(1, index=proxies))
-    scores = {proxy: means.xs(proxy, level="proxy") for proxy in proxies}
+    # Selected per proxy by value, not MultiIndex.xs (which cannot find an empty level value).
+    table = means.rename("value").reset_index()
+    scores = {proxy: table.loc[table["proxy"] == proxy].set_index("arch")["value"]
+              for proxy in proxies}
     return scores, seeds, accuracy, benchmark
 
 
