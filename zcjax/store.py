@@ -29,8 +29,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import filelock
 import pandas as pd
@@ -287,17 +288,24 @@ def write_part(out: str | os.PathLike, name: str, rows: Mapping[str, Sequence]) 
     if missing:
         raise ValueError(f"part rows lack column(s) {', '.join(missing)}")
     table = pa.table({column: rows[column] for column in SCHEMA.names}, schema=SCHEMA)
-    final = directory / name
+    return write_atomically(directory / name, lambda sink: pq.write_table(table, sink))
+
+
+def write_atomically(path: Path, write: Callable[[Any], None]) -> Path:
+    """``write(binary file)`` to a hidden temporary beside ``path``, fsync, rename.
+
+    A reader sees the whole file or none of it; a failed write leaves nothing behind.
+    """
     # Hidden and not '*.parquet': invisible to readers and globs until renamed.
-    temporary = directory / f".{name}.{uuid.uuid4().hex}.tmp"
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(temporary, "wb") as sink:
-            pq.write_table(table, sink)
+            write(sink)
             sink.flush()
-            # On disk before the rename, so a power cut cannot leave a renamed empty part.
+            # On disk before the rename, so a power cut cannot leave a renamed empty file.
             os.fsync(sink.fileno())
-        os.replace(temporary, final)
+        os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    return final
+    return path

@@ -10,13 +10,14 @@ import dataclasses
 import json
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from zcjax import store
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,14 +85,7 @@ def write_history(path: str | os.PathLike, history: History) -> Path:
     """Write a history atomically (temporary file, rename): a reader sees all or nothing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temporary.write_text(history.to_json())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+    return store.write_atomically(path, lambda sink: sink.write(history.to_json().encode()))
 
 
 def read_history(path: str | os.PathLike) -> History:
