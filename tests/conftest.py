@@ -157,3 +157,17 @@ def start_tiny_cli(argv, log: Path, *, seconds: float = 0.3) -> subprocess.Popen
     with open(log, "wb") as stderr:
         return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
                                 stderr=stderr)
+
+
+def wait_for_a_part(process: subprocess.Popen, out: Path, log: Path,
+                    timeout: float = 240) -> None:
+    """Until ``process`` has finished a part file in the store ``out`` (it must not exit)."""
+    import time
+
+    from zcjax import store
+
+    deadline = time.monotonic() + timeout
+    while not (out.exists() and store.part_files(out)):
+        assert process.poll() is None, log.read_text()[-2000:]
+        assert time.monotonic() < deadline, "no part file written in time"
+        time.sleep(0.05)

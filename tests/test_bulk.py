@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -16,7 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ARCHS, TINY
+from conftest import ARCHS, TINY, wait_for_a_part
 from zcjax import api, bulk, cli, store
 from zcjax.spaces import nb201
 
@@ -316,11 +315,7 @@ def test_kill_9_then_resume_gives_the_clean_result(tmp_path, tiny_batch, scored,
     log = tmp_path / "killed.log"
     with open(log, "wb") as stderr:
         process = subprocess.Popen([sys.executable, "-c", script], stderr=stderr)
-    deadline = time.monotonic() + 240
-    while not (out.exists() and store.part_files(out)):
-        assert process.poll() is None, log.read_text()[-2000:]
-        assert time.monotonic() < deadline, "no part file written in time"
-        time.sleep(0.05)
+    wait_for_a_part(process, out, log)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
     stored = len(store.read_results(out))

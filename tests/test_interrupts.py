@@ -7,16 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_file, start_tiny_cli as start
+from conftest import shared_file, start_tiny_cli as start, wait_for_a_part
 from zcjax import store
-
-
-def wait_for_a_part(process, out: Path, log: Path) -> None:
-    deadline = time.monotonic() + 240
-    while not (out.exists() and store.part_files(out)):
-        assert process.poll() is None, log.read_text()[-2000:]
-        assert time.monotonic() < deadline, "no part file written in time"
-        time.sleep(0.05)
 
 
 def assert_stopped_cleanly(process, signum, log: Path, out: Path) -> str:

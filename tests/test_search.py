@@ -4,7 +4,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 
 import zcjax
-from conftest import TINY, shared_file
+from conftest import TINY, shared_file, wait_for_a_part
 from zcjax import benchmarks, bulk, cli, search, store
 from zcjax.search import algorithms
 from zcjax.spaces import nb201
@@ -291,11 +290,7 @@ def test_kill_9_then_resume_gives_the_same_history(tmp_path, tiny_batch, table,
     log = tmp_path / "killed.log"
     with open(log, "wb") as stderr:
         process = subprocess.Popen([sys.executable, "-c", script], stderr=stderr)
-    deadline = time.monotonic() + 240
-    while not (out.exists() and store.part_files(out)):
-        assert process.poll() is None, log.read_text()[-2000:]
-        assert time.monotonic() < deadline, "no part file written in time"
-        time.sleep(0.05)
+    wait_for_a_part(process, out, log)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
     kept = store.read_results(out).arch.nunique()
