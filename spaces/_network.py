@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen
 
-from zcjax import nn
+from zcjax import initialisation, nn
 from zcjax.network import Layer, Network
 
 Array = jax.Array
@@ -141,10 +141,12 @@ def make_network(
             return module(config, bn=bn, reduction_bn=reduction_bn_mode, compiled=compiled)
         return module(config, bn=bn, compiled=compiled)
 
-    def init(key, images=None):
+    def init(key, images=None, *, init_draw=initialisation.DEFAULT_INIT_DRAW):
         if images is None:
             images = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
-        return {"params": build("batch", None).init(key, images, init_genotype)["params"]}
+        module = build("batch", None)
+        return {"params": initialisation.init_variables(
+            lambda k: module.init(k, images, init_genotype)["params"], key, init_draw)}
 
     def apply(variables, genotype, images, *, bn="batch", reduction_bn=None, capture=False):
         genotype = traced(genotype) if compiled else concrete(genotype)

@@ -72,7 +72,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen
 
-from zcjax import nn
+from zcjax import initialisation, nn
 from zcjax.network import Layer, Network
 from zcjax.space import SearchSpace
 from zcjax.spaces._network import SpaceModule, apply_module
@@ -795,12 +795,13 @@ def _network(config: Config, sig: Signature, compiled: bool) -> Network:
             return _pruned_traced(jnp.asarray(genotype, jnp.int32), size)
         return check(genotype)
 
-    def init(key, images=None):
+    def init(key, images=None, *, init_draw=initialisation.DEFAULT_INIT_DRAW):
         if images is None:
             images = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
         module = NB101Network(config, sig, compiled=True)
         zeros = jnp.zeros((size, size), jnp.int32), jnp.zeros(size, jnp.int32)
-        return {"params": module.init(key, images, *zeros)["params"]}
+        return {"params": initialisation.init_variables(
+            lambda k: module.init(k, images, *zeros)["params"], key, init_draw)}
 
     def apply(variables, genotype, images, *, bn="batch", reduction_bn=None, capture=False):
         del reduction_bn  # NB101 has no residual reduction blocks

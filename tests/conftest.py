@@ -91,8 +91,8 @@ def key():
 
 
 def random_variables(network, key):
-    """Variables of the network's structure from ONE uniform draw: compiling the init's
-    hundreds of separate draws (threefry) takes ~30 s on a 2-core CPU, this under 1 s."""
+    """Variables of the network's structure from one uniform draw on [-0.5, 1): values
+    unlike the init's (not centred, larger), for checks of the program's algebra."""
     shapes = jax.eval_shape(network.init, key)
     leaves, treedef = jax.tree.flatten(shapes)
     values = jax.random.uniform(key, (sum(leaf.size for leaf in leaves),), minval=-0.5, maxval=1)

@@ -98,7 +98,7 @@ def test_chunks_rows_and_resume(tmp_path, tiny_batch, scored):
 def test_stored_values_are_the_scorer_values_non_finite_kept(tmp_path, tiny_batch, scored):
     summary = run(tmp_path, tiny_batch, list(ARCHS), key=jax.random.key(3), seed=3)
     frame = store.read_results(tmp_path).set_index(["arch", "proxy"])
-    scorer = _SCORERS[("nb201", PROXIES, (("config", TINY),))]
+    scorer = _SCORERS[("nb201", PROXIES, (("config", TINY), ("init_draw", "one")))]
     expected = {(arch, name): float(value) for arch in ARCHS for name, value in
                 scorer(nb201.encode(arch), tiny_batch, jax.random.key(3)).items()}
     stored = {index: frame.value[index] for index in expected}
@@ -194,6 +194,12 @@ def test_a_store_written_before_proxies_owned_options_resumes(tmp_path, tiny_bat
     assert len(batch_id) == 1
     options = {"key": 0, "dataset": "imagenet16-120", "chunk": 2, "config": TINY,
                "progress": False, "batch_id": str(batch_id[0])}
+    # Its weights were drawn per array (zcjax.settings): today's one draw is another run.
+    summary = bulk.score_space("nb201", "synflow", tiny_batch, out=out,
+                               archs=OLD_STORE_ARCHS, **options)
+    assert (summary.rows_written, summary.rows_skipped) == (4, 0)
+    built.clear()
+    options["init_draw"] = "per_array"
     summary = bulk.score_space("nb201", "params,naswot,synflow", tiny_batch, out=out,
                                archs=OLD_STORE_ARCHS, **options)
     assert (summary.rows_written, summary.rows_skipped, built) == (0, 12, [])

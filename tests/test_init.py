@@ -17,8 +17,8 @@ Each pooled test (and each N(0, 1) test) shows, at the sample size it uses, that
 deliberately wrong distribution (torch's own draws with the bound times 1.1, a normal of
 torch's variance; for N(0, 1) the standard deviation times 1.1 and a unit-variance
 uniform) IS rejected, so the acceptance means something. Each network's init is compiled
-once and run for NUM_KEYS keys (one threefry per array makes init compiles slow on a
-2-core CPU, see FAST_COMPILE).
+once and run for NUM_KEYS keys. The init is the default one-draw one
+(:mod:`zcjax.initialisation`); the last tests check how each ``init_draw`` draws.
 """
 
 from __future__ import annotations
@@ -27,11 +27,15 @@ import concurrent.futures
 import functools
 import math
 import os
+import shutil
 from collections import defaultdict
+from pathlib import Path
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.stats
 
@@ -83,8 +87,9 @@ def _networks():
 
 SPACES = ("nb201", "darts", "tnb101_micro", "nb101")
 
-# A program of one threefry per parameter array takes XLA:CPU ~1.5-2.5 minutes per network
-# to optimise on a 2-core machine and ~7 s without the backend optimisations and fusion
+# zen's re-draws are one threefry per parameter array, a program that takes XLA:CPU
+# ~1.5-2.5 minutes per network to optimise on a 2-core machine (so did the init, before it
+# was one draw) and ~7 s without the backend optimisations and fusion
 # emitters (measured on NB201 SMALL's init, whose values came out bit-identical to the
 # default compile's). The random bits are integer arithmetic either way; the transform
 # lo + (hi - lo) * u may round differently by an ulp of the bound (measured on a small
@@ -424,3 +429,69 @@ def test_gaussian_inputs_are_standard_normal(initialised, capsys):
     lines.append(check_standard_normal(tenas, 31, "tenas_images (gaussian)"))
     with capsys.disabled():
         print("\n" + "\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------
+# How the weights are drawn: one random call, or Flax's per array (zcjax.initialisation)
+# ---------------------------------------------------------------------------------------
+def count_primitives(jaxpr, name: str) -> int:
+    """Equations of primitive ``name`` in ``jaxpr`` and the jaxprs nested in it."""
+    count = 0
+    for eqn in jaxpr.eqns:
+        count += eqn.primitive.name == name
+        for value in eqn.params.values():
+            for inner in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(inner, jax.extend.core.ClosedJaxpr):
+                    count += count_primitives(inner.jaxpr, name)
+                elif isinstance(inner, jax.extend.core.Jaxpr):
+                    count += count_primitives(inner, name)
+    return count
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_one_draw_is_one_random_call_per_array_one_per_parameter(space):
+    network = _networks()[space]
+    key = jax.random.key(0)
+    kernels = sum(1 for path, _ in jax.tree_util.tree_flatten_with_path(
+        jax.eval_shape(network.init, key))[0] if path[-1].key == "kernel")
+    draws = {draw: count_primitives(jax.make_jaxpr(
+        functools.partial(network.init, init_draw=draw))(key).jaxpr, "random_bits")
+             for draw in ("one", "per_array")}
+    # Per array: a draw per kernel and Linear bias (BatchNorm's are constants).
+    assert draws == {"one": 1, "per_array": kernels + 1}
+    with pytest.raises(ValueError, match="init_draw must be one of 'one', 'per_array'"):
+        network.init(key, init_draw="flax")
+
+
+BENCH_STORE = Path(__file__).resolve().parents[1] / "bench" / "search" / "cifar10" / "scores"
+
+
+def test_per_array_reproduces_a_store_scored_before_init_draw_existed(tmp_path):
+    """bench/search/cifar10/scores was written by ``zcjax score-space nb201 --proxies
+    naswot --data cifar10`` before init_draw existed: with ``init_draw="per_array"`` its
+    rows are today's identity, and rescoring one reproduces its value."""
+    from zcjax import bulk, data, store
+
+    part = sorted(BENCH_STORE.glob("*.parquet"))[0]
+    rows = pd.read_parquet(part)
+    assert "init_draw" not in rows.settings.iloc[0]  # the store predates init_draw
+    (tmp_path / "old").mkdir()
+    shutil.copy(part, tmp_path / "old")
+    batch = data.sample_batch("cifar10", 64, key=jax.random.key(0))
+    options = dict(key=0, dataset="cifar10", batch_id="cifar10-batch64-seed0", progress=False)
+    archs = sorted(rows.arch)
+    resumed = bulk.score_space("nb201", "naswot", batch, out=tmp_path / "old", archs=archs,
+                               init_draw="per_array", **options)
+    assert (resumed.rows_written, resumed.rows_skipped) == (0, len(archs))
+    # A finite, non-zero score of a network with convolutions (an all-skip cell has none).
+    stored = rows[(rows.value > 0) & rows.arch.str.contains("conv_3x3")].iloc[0]
+    bulk.score_space("nb201", "naswot", batch, out=tmp_path / "new", archs=[stored.arch],
+                     init_draw="per_array", **options)
+    rescored = store.read_results(tmp_path / "new").value.iloc[0]
+    # Another seed's weights move naswot by far more than 1e-6 relative.
+    assert rescored == pytest.approx(stored.value, rel=1e-6)
+    other = bulk.score_space("nb201", "naswot", batch, out=tmp_path / "one", archs=[stored.arch],
+                             **options)
+    assert other.rows_written == 1  # the one draw: another identity, other weights
+    assert store.read_results(tmp_path / "one").value.iloc[0] != pytest.approx(stored.value,
+                                                                               rel=1e-6)

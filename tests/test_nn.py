@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zcjax import nn
+from zcjax import initialisation, nn
 
 
 @pytest.mark.parametrize("kernel_size,stride,padding,size", [
@@ -67,11 +67,17 @@ def test_batch_norm_modes():
         nn.batch_norm(x, scale, bias, "train")
 
 
-def test_torch_default_init_bounds():
-    kernel = nn.ConvParams(8, 4, 3).init(jax.random.key(3))["params"]["kernel"]
+@pytest.mark.parametrize("init_draw", initialisation.INIT_DRAWS)
+def test_torch_default_init_bounds(init_draw):
+    def init(module, key):
+        return initialisation.init_variables(module.init, key, init_draw)["params"]["kernel"]
+
+    boxed = nn.ConvParams(8, 4, 3).init(jax.random.key(3))["params"]["kernel"]
     bound = 1 / np.sqrt(8 * 9)
+    assert (boxed.low, boxed.high) == (-bound, bound)  # the interval "one" draws on
+    kernel = init(nn.ConvParams(8, 4, 3), jax.random.key(3))
     assert kernel.shape == (3, 3, 8, 4)
     assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.9 * bound
-    stacked = nn.ConvParams(8, 4, 3, stack=5).init(jax.random.key(3))["params"]["kernel"]
+    stacked = init(nn.ConvParams(8, 4, 3, stack=5), jax.random.key(3))
     assert stacked.shape == (5, 3, 3, 8, 4) and np.abs(stacked).max() <= bound
     assert not np.allclose(stacked[0], stacked[1])  # cells are initialised independently

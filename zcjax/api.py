@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zcjax import data
+from zcjax import data, initialisation
 from zcjax.network import Network
 from zcjax.proxies import registry
 from zcjax.proxies.base import ProxyInputs, ProxyOutput
@@ -66,7 +66,8 @@ def proxy_outputs(network: Network, proxies: Iterable[registry.Proxy],
     Args:
       network: the space's network (compiled-once or reference).
       proxies: resolved proxies (:func:`zcjax.proxies.resolve`).
-      variables: ``network.init(init_key(key), images[:1])`` for the scorer's numbers.
+      variables: ``network.init(init_key(key), images[:1], init_draw=...)`` for the
+        scorer's numbers.
       genotype: the architecture, as the network takes it.
       images: (N, H, W, C) float32.
       labels: (N,) int.
@@ -162,6 +163,7 @@ def make_scorer(
     image_size: int | None = None,
     config: Any = None,
     per_layer: bool = False,
+    init_draw: str = initialisation.DEFAULT_INIT_DRAW,
     **options: Any,
 ) -> Scorer:
     """Build the compiled scorer of a proxy set on a space (compiled once per batch shape).
@@ -175,6 +177,11 @@ def make_scorer(
       config: the space's ``Config`` (smaller networks for tests); default: the benchmark's.
       per_layer: return each proxy's :class:`~zcjax.proxies.ProxyOutput` (score, per-layer
         values aligned with ``scorer.network.layers``, active mask) instead of the score.
+      init_draw: how the PyTorch-default weights are drawn: ``"one"`` random call for the
+        whole network (compiles in well under a second) or ``"per_array"`` (Flax's draw
+        per parameter array, ~15 s of compilation on a 2-core CPU: what zcjax drew up to
+        commit 0e3c075); same distributions, different weights
+        (:mod:`zcjax.initialisation`).
       **options: options the requested proxies read, e.g. ``activation_bn="batch"``
         for naswot (:func:`zcjax.proxies.options_read` lists a proxy's); validated once.
 
@@ -183,9 +190,10 @@ def make_scorer(
 
     Raises:
       TypeError: an option none of the requested proxies reads.
-      ValueError: an option value the option does not accept.
+      ValueError: an option value the option does not accept; an unknown ``init_draw``.
     """
     space = get_space(space)
+    initialisation.check_init_draw(init_draw)
     config = space.Config() if config is None else config
     if num_classes is not None:
         config = dataclasses.replace(config, num_classes=int(num_classes))
@@ -197,7 +205,7 @@ def make_scorer(
 
     def build(network: Network) -> Scorer:
         def score_architecture(genotype, images, labels, key):
-            variables = network.init(init_key(key), images[:1])
+            variables = network.init(init_key(key), images[:1], init_draw=init_draw)
             outputs = proxy_outputs(network, resolved, variables, genotype, images, labels, key,
                                     validated)
             if per_layer:

@@ -41,7 +41,7 @@ import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
 from tqdm.auto import tqdm
 
-from zcjax import api, data, store
+from zcjax import api, data, initialisation, store
 from zcjax import settings as settings_lib
 from zcjax.proxies import registry
 
@@ -142,9 +142,10 @@ def score_space(
         none when both are unset); see :func:`use_compilation_cache`.
       progress: show a tqdm progress bar (architectures per second, ETA).
       **scorer_options: passed to :func:`zcjax.make_scorer`: ``config``, ``num_classes``,
-        ``image_size`` and the proxies' options (:func:`zcjax.proxies.options_read`). Each
-        row's ``settings`` column records the network config and the options its proxy
-        reads (:func:`run_settings`), part of its run identity.
+        ``image_size``, ``init_draw`` and the proxies' options
+        (:func:`zcjax.proxies.options_read`). Each row's ``settings`` column records the
+        network config, ``init_draw`` and the options its proxy reads
+        (:func:`run_settings`), part of its run identity.
 
     Returns:
       A :class:`Summary`.
@@ -311,18 +312,20 @@ def _key_and_seed(key, seed) -> tuple[jax.Array, int]:
 def run_settings(space, scorer_options: dict[str, Any], proxies) -> tuple[Any, dict, dict]:
     """The network config, the validated proxy options, and each proxy's ``settings``.
 
-    A proxy's settings (:func:`zcjax.settings.encode`) hold the network config and only the
-    options that proxy reads, so an option added for one proxy leaves every other proxy's
+    A proxy's settings (:func:`zcjax.settings.encode`) hold the network config, the
+    initialisation's ``init_draw`` and only the options that proxy reads, so an option added for one proxy leaves every other proxy's
     stored rows resumable. Other writers of the store (bench/gpu_check.py) use it so their
     rows resume and correlate like score_space's own.
 
     Args:
       space: a :class:`zcjax.SearchSpace` or its name.
-      scorer_options: ``config``, ``num_classes``, ``image_size`` and proxy options.
+      scorer_options: ``config``, ``num_classes``, ``image_size``, ``init_draw`` and proxy
+        options.
       proxies: names or :class:`zcjax.proxies.Proxy` objects (as for ``registry.resolve``).
 
     Returns:
-      ``(config, options, {proxy name: settings JSON})``.
+      ``(config, options, {proxy name: settings JSON})``; ``options`` (with ``init_draw``)
+      are :func:`zcjax.make_scorer`'s keyword arguments besides ``config``.
 
     Raises:
       TypeError: an option none of the proxies reads. ValueError: a bad option value, or
@@ -339,10 +342,13 @@ def run_settings(space, scorer_options: dict[str, Any], proxies) -> tuple[Any, d
         value = options.pop(name, None)
         if value is not None:
             config = dataclasses.replace(config, **{name: int(value)})
+    init_draw = initialisation.check_init_draw(
+        options.pop("init_draw", initialisation.DEFAULT_INIT_DRAW))
     validated = registry.validate_options(resolved, options)
-    settings = {proxy.name: settings_lib.encode(config, registry.proxy_settings(proxy, validated))
+    settings = {proxy.name: settings_lib.encode(config, registry.proxy_settings(proxy, validated),
+                                                init_draw)
                 for proxy in resolved}
-    return config, options, settings
+    return config, {**options, "init_draw": init_draw}, settings
 
 
 def _are_proxies(proxies) -> bool:

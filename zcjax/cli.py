@@ -12,7 +12,7 @@ import time
 import jax
 import numpy as np
 
-from zcjax import api, data, proxies
+from zcjax import api, data, initialisation, proxies
 from zcjax.search import command as search_command
 
 
@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--batch-size", type=int, default=64)
     score.add_argument("--seed", type=int, default=0,
                        help="seed of the initialisation, the augmentation and the sample")
+    add_init_draw(score)
     correlate = commands.add_parser(
         "correlate",
         help="rank correlation of scores with benchmark accuracies, table and plots",
@@ -83,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
                            help="print the partial correlations (default: yes)")
     _add_score_space_parser(commands)
     search_command.add_parser(commands, proxies_available=", ".join(proxies.names()),
-                              datasets=tuple(data.DATASETS))
+                              datasets=tuple(data.DATASETS), add_init_draw=add_init_draw)
     return parser
 
 
@@ -132,8 +133,17 @@ def _add_score_space_parser(commands) -> None:
     score_space.add_argument("--cache-dir", default=None, metavar="DIR",
                              help="persistent JAX compilation cache shared by runs and workers "
                              "(default: $ZCJAX_CACHE_DIR, none if unset)")
+    add_init_draw(score_space)
     score_space.add_argument("--no-progress", dest="progress", action="store_false",
                              help="no progress bar")
+
+
+def add_init_draw(parser) -> None:
+    parser.add_argument("--init-draw", default=initialisation.DEFAULT_INIT_DRAW,
+                        choices=initialisation.INIT_DRAWS,
+                        help="how the PyTorch-default weights are drawn: one random call "
+                        "(fast to compile) or per_array (zcjax up to 0e3c075; stores "
+                        "written then resume with it) (default: one)")
 
 
 def _score(args) -> int:
@@ -149,7 +159,7 @@ def _score(args) -> int:
     key = jax.random.key(args.seed)
     batch = data.sample_batch(args.data, args.batch_size, key=key)
     scorer = api.make_scorer(args.space, args.proxies, num_classes=info.num_classes,
-                             image_size=info.image_size)
+                             image_size=info.image_size, init_draw=args.init_draw)
     rows, started = [], time.perf_counter()
     for arch in archs:
         scores = scorer(space.encode(arch), batch, key)
@@ -261,7 +271,8 @@ def _score_space(args) -> int:
         out=args.out or f"runs/{args.space}-{args.data}", archs=archs,
         dataset=args.data, batch_id=batch_id,
         chunk=args.chunk, workers=args.workers, cache_dir=args.cache_dir,
-        progress=args.progress, num_classes=num_classes, image_size=image_size)
+        progress=args.progress, num_classes=num_classes, image_size=image_size,
+        init_draw=args.init_draw)
     print(f"{summary.out}: {summary.rows_written} rows written "
           f"({summary.non_finite} non-finite) for {summary.archs_scored} of {summary.archs} "
           f"architectures, {summary.rows_skipped} skipped as already stored; "
@@ -285,7 +296,8 @@ def _search(args) -> int:
         return bulk.StoredScorer(
             args.space, args.proxy, batch, key=args.score_seed, out=out, dataset=data_name,
             batch_id=f"{data_name}-batch{args.batch_size}-seed{args.score_seed}",
-            num_classes=info.num_classes, image_size=info.image_size)
+            num_classes=info.num_classes, image_size=info.image_size,
+            init_draw=args.init_draw)
 
     return search_command.run(args, make_scorer)
 

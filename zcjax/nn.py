@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen
 
+from zcjax import initialisation
+
 Array = jax.Array
 BatchNormMode = Literal["batch", "init", "off"]
 BATCH_NORM_MODES = ("batch", "init", "off")
@@ -32,17 +34,20 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 # PyTorch-default initialisation
 # ---------------------------------------------------------------------------
 # torch.nn.Conv2d / Linear: kaiming_uniform(a=sqrt(5)) == U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-torch_default_kernel_init = linen.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+# Flax's draw of it stays the "per_array" one; the box records the interval for "one".
+def _fan_in_bound(shape: tuple[int, ...]) -> tuple[float, float]:
+    bound = 1.0 / math.sqrt(int(np.prod(shape[:-1])))
+    return -bound, bound
+
+
+torch_default_kernel_init = initialisation.boxed(
+    linen.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"), _fan_in_bound)
 
 
 def torch_default_bias_init(fan_in: int):
     """Bias init of torch Conv2d/Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     bound = 1.0 / math.sqrt(fan_in)
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
+    return initialisation.uniform(-bound, bound)
 
 
 # ---------------------------------------------------------------------------
@@ -278,8 +283,8 @@ class BatchNormParams(linen.Module):
     @linen.compact
     def __call__(self) -> tuple[Array, Array]:
         shape = _stack_shape(self.stack, (self.channels,))
-        scale = self.param("scale", linen.initializers.ones, shape, jnp.float32)
-        bias = self.param("bias", linen.initializers.zeros, shape, jnp.float32)
+        scale = self.param("scale", initialisation.constant(1.0), shape, jnp.float32)
+        bias = self.param("bias", initialisation.constant(0.0), shape, jnp.float32)
         return scale, bias
 
 

@@ -15,7 +15,9 @@ from zcjax.search import algorithms, experiment, history, oracle, plot
 TABLE_BUDGETS = (10, 25, 50, 100, 300)
 
 
-def add_parser(commands, *, proxies_available: str, datasets: tuple[str, ...]) -> None:
+def add_parser(commands, *, proxies_available: str, datasets: tuple[str, ...],
+               add_init_draw) -> None:
+    """The ``search`` subcommand; ``add_init_draw(parser)`` adds the CLI's --init-draw."""
     search = commands.add_parser(
         "search",
         help="search a space for its best architecture, with and without accuracy queries",
@@ -66,6 +68,7 @@ def add_parser(commands, *, proxies_available: str, datasets: tuple[str, ...]) -
                         help="minibatch size of the proxies (default: 64)")
     search.add_argument("--score-seed", type=int, default=0,
                         help="seed of the proxies' initialisation and batch (default: 0)")
+    add_init_draw(search)
     search.add_argument("--out", default=None, metavar="DIR",
                         help="experiment folder: scores/ (results store), histories/, "
                         "curves.png (default: runs/search-SPACE-DATASET)")
@@ -130,9 +133,14 @@ def run(args, make_scorer) -> int:
         for name in names:
             search, settings = _search(name, args, space, table, scorer)
             label = experiment.label(name, **settings)
+            if name == "training_free" or args.warmup or args.move:
+                # Histories of other scores (batch, seed, init_draw) are other experiments.
+                label_folder = f"{label},scores={experiment.identity_tag(scorer.run.identities)}"
+            else:
+                label_folder = label
             folder = (out / "histories" / experiment.folder_name(
                 f"{Path(str(args.benchmark)).name},{table.dataset},{table.report}")
-                / experiment.folder_name(label))
+                / experiment.folder_name(label_folder))
             groups[label] = experiment.run_seeds(search, range(args.seeds), folder=folder,
                                                  desc=label, progress=args.progress)
     finally:

@@ -9,6 +9,7 @@ scores are resumed separately, by the results store the score source writes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -50,6 +51,13 @@ def run_seeds(search: Callable[[int], History], seeds: Iterable[int], *,
 def folder_name(text: str) -> str:
     """``text`` as one safe folder name."""
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", text)
+
+
+def identity_tag(identities) -> str:
+    """8 hex digits naming the run identities of a search's zero-cost scores
+    (``{proxy: zcjax.store.RunIdentity}``)."""
+    text = repr(sorted((name, identity.row()) for name, identity in identities.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def label(algorithm: str, **settings) -> str:
