@@ -15,6 +15,10 @@ import zcjax
 from zcjax.proxies.base import cross_entropy
 from zcjax.spaces import nb201
 
+# No per-user compilation cache in tests (zcjax.cache): a test that wants one makes its own,
+# and the user's ~/.cache is left alone. Subprocesses of the tests inherit this.
+os.environ[zcjax.cache.CACHE_DIR_ENV] = "off"
+
 # ../shared/data beside the repository (never copied into it).
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -112,16 +116,14 @@ def loss_and_grads(network, variables, genotype, images, labels):
 @pytest.fixture(scope="module")
 def module_compilation_cache(tmp_path_factory):
     """A persistent compilation cache for one module, JAX's settings restored after it."""
-    from zcjax import bulk
-
     previous = (jax.config.jax_compilation_cache_dir,
                 jax.config.jax_persistent_cache_min_compile_time_secs)
     path = tmp_path_factory.mktemp("jax-cache")
-    bulk.use_compilation_cache(path)
+    zcjax.cache.use_compilation_cache(path)
     yield path
     jax.config.update("jax_compilation_cache_dir", previous[0])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
-    bulk.compilation_cache.reset_cache()
+    zcjax.cache.compilation_cache.reset_cache()
 
 
 # The zcjax CLI in a subprocess, on the tiny NB201 config (seconds to compile) and slowed

@@ -4,7 +4,7 @@ Score a randomly initialised architecture from one minibatch, rank architectures
 measure how well the ranking agrees with trained accuracies.
 """
 
-from zcjax import aggregate, benchmarks, data, metrics, proxies, report
+from zcjax import aggregate, benchmarks, cache, data, initialisation, metrics, proxies, report
 from zcjax.api import Scorer, make_scorer, score
 from zcjax.network import Layer, Network
 from zcjax.report import correlate
@@ -19,9 +19,11 @@ __all__ = [
     "SearchSpace",
     "aggregate",
     "benchmarks",
+    "cache",
     "correlate",
     "data",
     "get_space",
+    "initialisation",
     "make_scorer",
     "metrics",
     "proxies",

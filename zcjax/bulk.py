@@ -14,8 +14,8 @@ that runs all ops, which is slower on a CPU (see DESIGN.md). On a GPU, where eac
 ``switch`` costs a host sync, :func:`zcjax.grouped.score_grouped` (NB201) vmaps over
 architectures that share their leading edges' ops instead (bench/RESULTS.md). On a
 multi-core CPU, ``workers=N`` runs N worker processes (``spawn``), each with its own
-scorer; give them a persistent compilation cache (``cache_dir`` or ``$ZCJAX_CACHE_DIR``)
-so that only the first compiles from scratch. On a machine with several accelerators the scorer runs on
+scorer; with the persistent compilation cache (on by default, :mod:`zcjax.cache`) only
+the first compiles from scratch. On a machine with several accelerators the scorer runs on
 JAX's default device only; use ``workers=1`` there (worker processes would each claim the
 same device's memory).
 """
@@ -38,14 +38,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental.compilation_cache import compilation_cache
 from tqdm.auto import tqdm
 
 from zcjax import api, data, initialisation, store
+from zcjax.cache import CACHE_DIR_ENV, resolve_cache_dir, use_compilation_cache  # noqa: F401
 from zcjax import settings as settings_lib
 from zcjax.proxies import registry
 
-CACHE_DIR_ENV = "ZCJAX_CACHE_DIR"
 DEFAULT_CHUNK = 100
 
 
@@ -77,23 +76,6 @@ class Summary:
     compile_seconds: float
 
 
-def use_compilation_cache(cache_dir: str | os.PathLike) -> None:
-    """Turn on JAX's persistent compilation cache in ``cache_dir`` for this process.
-
-    This changes JAX's global configuration (``jax_compilation_cache_dir`` and
-    ``jax_persistent_cache_min_compile_time_secs=0``, so that every compilation is cached)
-    and is done only when the user asks for a cache directory.
-    """
-    path = os.fspath(cache_dir)
-    os.makedirs(path, exist_ok=True)
-    if jax.config.jax_compilation_cache_dir != path:
-        jax.config.update("jax_compilation_cache_dir", path)
-        # JAX decides once per process whether the cache is used; start that decision over
-        # so a directory set after earlier compilations still takes effect.
-        compilation_cache.reset_cache()
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-
-
 def batch_fingerprint(images, labels) -> str:
     """A content hash of a batch (``"sha256:<16 hex>"``), the default ``batch_id``."""
     digest = hashlib.sha256()
@@ -116,7 +98,7 @@ def score_space(
     batch_id: str | None = None,
     seed: int | None = None,
     workers: int = 1,
-    cache_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | bool | None = None,
     progress: bool = True,
     **scorer_options: Any,
 ) -> Summary:
@@ -138,8 +120,9 @@ def score_space(
       workers: worker processes (CPU); 1 scores in this process. Proxies registered by
         the user are registered in the workers too; ones defined in ``__main__`` (a
         notebook) cannot travel there and are refused with ``workers > 1``.
-      cache_dir: persistent compilation cache directory (default ``$ZCJAX_CACHE_DIR``;
-        none when both are unset); see :func:`use_compilation_cache`.
+      cache_dir: persistent compilation cache directory; None (default) = the per-user
+        one (``$ZCJAX_CACHE_DIR``, else ``~/.cache/zcjax/jax``; :mod:`zcjax.cache`),
+        False = no cache. A cache turns on JAX's cache for this whole process.
       progress: show a tqdm progress bar (architectures per second, ETA).
       **scorer_options: passed to :func:`zcjax.make_scorer`: ``config``, ``num_classes``,
         ``image_size``, ``init_draw`` and the proxies' options
@@ -158,6 +141,7 @@ def score_space(
     run = prepare_run(space, proxies, batch, key=key, seed=seed, dataset=dataset,
                       batch_id=batch_id, workers=workers, scorer_options=scorer_options)
     chunk = _positive_int("chunk", chunk)
+    cache_dir = resolve_cache_dir(cache_dir)
     space_def, names, runs = run.space, run.proxies, run.identities
     genotypes, arch_names = _architectures(space_def, archs)
     stored = store.stored_pairs(out, runs)
@@ -174,7 +158,6 @@ def score_space(
         return summary()
     # Only the proxies some architecture still lacks (e.g. just the one added to a run).
     needed = tuple(name for name in names if any(name in missing[i] for i in todo))
-    cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_DIR_ENV) or None
     if cache_dir is not None:
         use_compilation_cache(cache_dir)
 
@@ -586,15 +569,14 @@ class StoredScorer:
 
     def __init__(self, space, proxies, batch, *, key, out: str | os.PathLike, dataset: str,
                  batch_id: str | None = None, seed: int | None = None,
-                 chunk: int = DEFAULT_CHUNK, cache_dir: str | os.PathLike | None = None,
+                 chunk: int = DEFAULT_CHUNK, cache_dir: str | os.PathLike | bool | None = None,
                  **scorer_options: Any):
         self.run = prepare_run(space, proxies, batch, key=key, seed=seed, dataset=dataset,
                                batch_id=batch_id, scorer_options=scorer_options)
         self.proxies = self.run.proxies
         self.out = out
         self.chunk = _positive_int("chunk", chunk)
-        self.cache_dir = (cache_dir if cache_dir is not None
-                          else os.environ.get(CACHE_DIR_ENV) or None)
+        self.cache_dir = resolve_cache_dir(cache_dir)
         self.scored = 0
         stored = store.stored_values(out, self.run.identities)
         self._values: dict[str, dict[str, float]] = {}

@@ -11,8 +11,10 @@ import time
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from zcjax import api, data, initialisation, proxies
+from zcjax import cache as cache_lib
 from zcjax.search import command as search_command
 
 
@@ -33,17 +35,24 @@ def _parser() -> argparse.ArgumentParser:
                        help="arch strings, e.g. '|nor_conv_3x3~0|+|none~0|skip_connect~1|+"
                        "|nor_conv_1x1~0|none~1|avg_pool_3x3~2|'")
     score.add_argument("--sample", type=int, default=0, metavar="N",
-                       help="also score N architectures drawn uniformly with --seed")
+                       help="also score N architectures drawn uniformly with --seed "
+                       "(default: 0)")
     score.add_argument("--space", default="nb201", help="search space (default: nb201)")
     score.add_argument("--proxies", default=",".join(proxies.CLASSIC),
                        help="comma-separated proxy names (default: the eleven classic ones; "
                        f"available: {', '.join(proxies.names())})")
+    score.add_argument("--no-progress", dest="progress", action="store_false",
+                       help="no progress bar")
     score.add_argument("--data", default="cifar10", choices=sorted(data.DATASETS),
-                       help="bundled real images to build the minibatch from")
-    score.add_argument("--batch-size", type=int, default=64)
+                       help="bundled real images to build the minibatch from (default: "
+                       "cifar10)")
+    score.add_argument("--batch-size", type=int, default=64,
+                       help="images in the one minibatch (default: 64)")
     score.add_argument("--seed", type=int, default=0,
-                       help="seed of the initialisation, the augmentation and the sample")
+                       help="seed of the initialisation, the augmentation and the sample "
+                       "(default: 0)")
     add_init_draw(score)
+    add_cache_options(score)
     correlate = commands.add_parser(
         "correlate",
         help="rank correlation of scores with benchmark accuracies, table and plots",
@@ -78,13 +87,18 @@ def _parser() -> argparse.ArgumentParser:
                            "as JSON when it parses, else as text; repeatable (default: none)")
     correlate.add_argument("--plot", default=None, metavar="DIR",
                            help="write one score-rank vs accuracy PNG per proxy into DIR")
-    correlate.add_argument("--top-fraction", type=float, default=0.1)
-    correlate.add_argument("--top-k", type=int, default=50)
+    correlate.add_argument("--top-fraction", type=float, default=0.1,
+                           help="share of the best architectures for the first overlap column "
+                           "(default: 0.1, the top 10%%)")
+    correlate.add_argument("--top-k", type=int, default=50,
+                           help="size of the best set for the second overlap column; NaN "
+                           "when fewer architectures have accuracies (default: 50)")
     correlate.add_argument("--partial", action=argparse.BooleanOptionalAction, default=True,
                            help="print the partial correlations (default: yes)")
     _add_score_space_parser(commands)
     search_command.add_parser(commands, proxies_available=", ".join(proxies.names()),
-                              datasets=tuple(data.DATASETS), add_init_draw=add_init_draw)
+                              datasets=tuple(data.DATASETS),
+                              common=(add_init_draw, add_cache_options))
     return parser
 
 
@@ -103,7 +117,8 @@ def _add_score_space_parser(commands) -> None:
                              help="comma-separated proxy names (default: the classic ones; "
                              f"available: {', '.join(proxies.names())})")
     score_space.add_argument("--data", default="cifar10", choices=sorted(data.DATASETS),
-                             help="bundled real images to build the minibatch from")
+                             help="bundled real images to build the minibatch from (default: "
+                       "cifar10)")
     score_space.add_argument("--n", type=int, default=None, metavar="N",
                              help="score N architectures drawn uniformly without replacement "
                              "with --seed, from the space or from --archs-from (default: all "
@@ -121,8 +136,10 @@ def _add_score_space_parser(commands) -> None:
                              "(bilinear) when it differs from the dataset's (default: the "
                              "dataset's, e.g. 32 for cifar10; TransNAS-Bench used 256)")
     score_space.add_argument("--seed", type=int, default=0,
-                             help="seed of the initialisation, the augmentation and the sample")
-    score_space.add_argument("--batch-size", type=int, default=64)
+                             help="seed of the initialisation, the augmentation and the sample "
+                             "(default: 0)")
+    score_space.add_argument("--batch-size", type=int, default=64,
+                             help="images in the one minibatch (default: 64)")
     score_space.add_argument("--chunk", type=int, default=100,
                              help="architectures per part file (default: 100)")
     score_space.add_argument("--out", metavar="DIR",
@@ -130,12 +147,29 @@ def _add_score_space_parser(commands) -> None:
                              "(default: runs/SPACE-DATA)")
     score_space.add_argument("--workers", type=int, default=1,
                              help="worker processes on a CPU, e.g. one per core (default: 1)")
-    score_space.add_argument("--cache-dir", default=None, metavar="DIR",
-                             help="persistent JAX compilation cache shared by runs and workers "
-                             "(default: $ZCJAX_CACHE_DIR, none if unset)")
+    add_cache_options(score_space)
     add_init_draw(score_space)
     score_space.add_argument("--no-progress", dest="progress", action="store_false",
                              help="no progress bar")
+
+
+def add_cache_options(parser) -> None:
+    parser.add_argument("--cache-dir", default=None, metavar="DIR",
+                        help="persistent JAX compilation cache, shared by runs and workers "
+                        "(default: $ZCJAX_CACHE_DIR, else ~/.cache/zcjax/jax)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="compile from scratch and keep nothing (as ZCJAX_CACHE_DIR=off)")
+
+
+def cache_of(args) -> str | None:
+    """The compilation cache folder the options ask for, None for none."""
+    return None if args.no_cache else cache_lib.resolve_cache_dir(args.cache_dir)
+
+
+def cache_note(cache_dir: str | None) -> str:
+    if cache_dir is None:
+        return "no compilation cache"
+    return f"compilation cache {cache_dir} (--no-cache: none)"
 
 
 def add_init_draw(parser) -> None:
@@ -160,15 +194,31 @@ def _score(args) -> int:
     batch = data.sample_batch(args.data, args.batch_size, key=key)
     scorer = api.make_scorer(args.space, args.proxies, num_classes=info.num_classes,
                              image_size=info.image_size, init_draw=args.init_draw)
+    cache_dir = cache_of(args)
+    if cache_dir is not None:
+        cache_lib.use_compilation_cache(cache_dir)
+    # Said before the first call, which compiles the scorer (a minute or more on a CPU
+    # unless the cache holds it).
+    print(f"zcjax score: compiling the scorer of {plural(len(scorer.proxies), 'proxy')} on "
+          f"{args.space} ({cache_note(cache_dir)}), then scoring "
+          f"{plural(len(archs), 'architecture')}", file=sys.stderr, flush=True)
     rows, started = [], time.perf_counter()
-    for arch in archs:
+    for arch in tqdm(archs, unit="arch", desc=f"{args.space} {args.proxies}",
+                     disable=not args.progress, dynamic_ncols=True, file=sys.stderr):
         scores = scorer(space.encode(arch), batch, key)
         rows.append([float(scores[name]) for name in scorer.proxies])
     elapsed = time.perf_counter() - started
     _print_table(archs, scorer.proxies, np.asarray(rows))
-    print(f"\n{len(archs)} architectures on {args.batch_size} {args.data} images in "
+    print(f"\n{plural(len(archs), 'architecture')} on {args.batch_size} {args.data} images in "
           f"{elapsed:.1f} s (compilation included)", file=sys.stderr)
     return 0
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 architecture``, ``2 architectures``, ``3 proxies``."""
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count} {noun[:-1] + 'ies' if noun.endswith('y') else noun + 's'}"
 
 
 def _print_table(archs, names, values) -> None:
@@ -261,22 +311,22 @@ def _score_space(args) -> int:
     batch_id = f"{args.data}-batch{args.batch_size}-seed{args.seed}"
     if image_size != info.image_size:
         batch, batch_id = _resized(batch, image_size), f"{batch_id}-resized{image_size}"
+    cache_dir = cache_of(args)
     # Said before the scorer compiles, which takes minutes on a CPU with no cache.
     print(f"zcjax score-space: {args.space} with {args.proxies}; architectures not yet "
-          "stored are scored after one compilation of the scorer"
-          + ("" if args.cache_dir else " (--cache-dir keeps it for the next run)"),
+          f"stored are scored after one compilation of the scorer ({cache_note(cache_dir)})",
           file=sys.stderr, flush=True)
     summary = bulk.score_space(
         args.space, args.proxies, batch, key=args.seed,
         out=args.out or f"runs/{args.space}-{args.data}", archs=archs,
         dataset=args.data, batch_id=batch_id,
-        chunk=args.chunk, workers=args.workers, cache_dir=args.cache_dir,
+        chunk=args.chunk, workers=args.workers, cache_dir=cache_dir or False,
         progress=args.progress, num_classes=num_classes, image_size=image_size,
         init_draw=args.init_draw)
-    print(f"{summary.out}: {summary.rows_written} rows written "
-          f"({summary.non_finite} non-finite) for {summary.archs_scored} of {summary.archs} "
-          f"architectures, {summary.rows_skipped} skipped as already stored; "
-          f"{len(summary.parts)} part files, {summary.seconds:.1f} s "
+    print(f"{summary.out}: {plural(summary.rows_written, 'row')} written "
+          f"({summary.non_finite} non-finite) for {summary.archs_scored} of "
+          f"{plural(summary.archs, 'architecture')}, {summary.rows_skipped} skipped as already "
+          f"stored; {plural(len(summary.parts), 'part file')}, {summary.seconds:.1f} s "
           f"({summary.compile_seconds:.1f} s first call, compilation included)")
     return 0
 
@@ -297,7 +347,7 @@ def _search(args) -> int:
             args.space, args.proxy, batch, key=args.score_seed, out=out, dataset=data_name,
             batch_id=f"{data_name}-batch{args.batch_size}-seed{args.score_seed}",
             num_classes=info.num_classes, image_size=info.image_size,
-            init_draw=args.init_draw)
+            init_draw=args.init_draw, cache_dir=cache_of(args) or False)
 
     return search_command.run(args, make_scorer)
 

@@ -395,9 +395,11 @@ def plot_rank_scatter(
     path.parent.mkdir(parents=True, exist_ok=True)
     figure = Figure(figsize=(6, 4.5), dpi=100)
     axes = figure.subplots()
-    axes.scatter(ranks[finite], a[finite], s=4, alpha=0.5, linewidths=0, rasterized=True)
+    # Markers shrink as points crowd: ~36 pt^2 for a sample of 50, 4 for the whole space.
+    size = float(np.clip(2000.0 / max(len(s), 1), 4.0, 36.0))
+    axes.scatter(ranks[finite], a[finite], s=size, alpha=0.6, linewidths=0, rasterized=True)
     if not finite.all():
-        axes.scatter(ranks[~finite], a[~finite], s=12, marker="x", color="tab:red",
+        axes.scatter(ranks[~finite], a[~finite], s=max(size, 12.0), marker="x", color="tab:red",
                      label=f"non-finite score ({int((~finite).sum())})")
         axes.legend(loc="lower left")
     axes.set_xlabel("score rank (1 = highest score)")

@@ -193,7 +193,10 @@ def stored_values(out: str | os.PathLike,
             {"arch": object, "proxy": object, "value": "float64"})
     table = _canonical(_read_table(out, RUN_COLUMNS + tuple(columns)).to_pandas())
     table = table[table["proxy"].isin(list(runs))]
-    wanted = pd.DataFrame([dict(run.row(), proxy=proxy) for proxy, run in runs.items()],
+    # The identities in today's canonical form too (one given in an older form matches).
+    wanted = pd.DataFrame([dict(run.row(), proxy=proxy,
+                                settings=settings_lib.canonical(run.settings, proxy))
+                           for proxy, run in runs.items()],
                           columns=list(RUN_COLUMNS) + ["proxy"])
     matched = table.merge(wanted.astype(table.dtypes[wanted.columns].to_dict()),
                           on=list(RUN_COLUMNS) + ["proxy"])

@@ -7,6 +7,7 @@ missing, and fails it under ``CI=true`` (``conftest.unavailable``).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
@@ -32,6 +33,12 @@ TINY = 1e-30
 # The parity suites' network (channels 4/8/16, one cell per stage) and architectures:
 # every op, degenerate cells, and a seeded uniform sample.
 SMALL = nb201.Config(channels=(4, 8, 16), cells_per_stage=1)
+# The weights the suite's tolerances were established on: Flax's draw per array. With the
+# default one-draw weights (another realisation of the same distribution, see
+# zcjax.initialisation) float32 deviations beyond 1e-4 appeared on a few architectures
+# (snip_snr per layer 1.0e-3, fisher per layer 3.6e-4, grad_norm 1.05e-4, one flipped
+# ReLU code): round-off at those weights, the open question of full-size parity (issue 18).
+PARITY_INIT_DRAW = "per_array"
 SMALL_BATCH = 16
 ALL = {op: "|{0}~0|+|{0}~0|{0}~1|+|{0}~0|{0}~1|{0}~2|".format(op) for op in nb201.OPS}
 ARCHS = (
@@ -121,4 +128,5 @@ def torch_model(arch, config, params, *, nb201_class_names=True, dtype=None):
 
 def init_variables(scorer, batch, key):
     """The parameters the scorer uses for ``key`` (the same for every architecture)."""
-    return jax.jit(scorer.network.init)(api.init_key(key), batch[0][:1])
+    return jax.jit(functools.partial(scorer.network.init, init_draw=PARITY_INIT_DRAW))(
+        api.init_key(key), batch[0][:1])

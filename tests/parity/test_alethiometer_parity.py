@@ -43,8 +43,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ALL, ARCHS, SMALL, SMALL_BATCH, TINY, aleth, init_variables,  # noqa: E402
-                    relative_error, to_torch, torch, torch_model)
+from common import (ALL, ARCHS, PARITY_INIT_DRAW, SMALL, SMALL_BATCH, TINY, aleth,  # noqa: E402
+                    init_variables, relative_error, to_torch, torch, torch_model)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -357,7 +357,8 @@ def check(table, results, tolerance, score_tolerance=None):
 
 
 def make_scorer(config):
-    return zcjax.make_scorer("nb201", ZCJAX_PROXIES, config=config, per_layer=True)
+    return zcjax.make_scorer("nb201", ZCJAX_PROXIES, config=config, per_layer=True,
+                             init_draw=PARITY_INIT_DRAW)
 
 
 def parities(scorer, config, archs, batch, key, **options):
@@ -414,7 +415,8 @@ def test_naswot_codes_identical(small_results):
 def test_naswot_relu_modules_only_option(small_batch, small_results):
     """``naswot_wrapper_hooks=False`` is alethiometer's naswot on a model whose wrapper
     class is renamed; the default deviates from it by the double count (printed)."""
-    scorer = zcjax.make_scorer("nb201", ["naswot"], config=SMALL, naswot_wrapper_hooks=False)
+    scorer = zcjax.make_scorer("nb201", ["naswot"], config=SMALL, naswot_wrapper_hooks=False,
+                               init_draw=PARITY_INIT_DRAW)
     worst_option, worst_default = 0.0, 0.0
     for result in small_results:
         ours = float(scorer(nb201.encode(result.arch), small_batch, jax.random.key(0))["naswot"])

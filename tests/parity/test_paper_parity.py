@@ -39,7 +39,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ARCHS, SMALL, SMALL_BATCH, aleth, init_variables,  # noqa: E402
+from common import (ARCHS, PARITY_INIT_DRAW, SMALL, SMALL_BATCH, aleth, init_variables,  # noqa: E402
                     relative_error, to_torch, torch, torch_model)
 
 import jax  # noqa: E402
@@ -282,7 +282,8 @@ def small_batch():
 
 @pytest.fixture(scope="module")
 def variables(small_batch):
-    scorer = zcjax.make_scorer("nb201", ["params"], config=SMALL)
+    scorer = zcjax.make_scorer("nb201", ["params"], config=SMALL,
+                               init_draw=PARITY_INIT_DRAW)
     return jax.tree.map(np.asarray, init_variables(scorer, small_batch, jax.random.key(0)))
 
 
@@ -376,7 +377,8 @@ def test_zico_reference_quirk_on_cpu(variables, small_batch):
     x, y = to_torch(small_batch)
     model = torch_model(arch, SMALL, variables["params"])
     assert _calc(["zico"], model, x, y)["zico"] == 0
-    ours = zcjax.make_scorer("nb201", ["zico"], config=SMALL, zico_accumulate=True)(
+    ours = zcjax.make_scorer("nb201", ["zico"], config=SMALL, zico_accumulate=True,
+                             init_draw=PARITY_INIT_DRAW)(
         nb201.encode(arch), small_batch, jax.random.key(0))["zico"]
     assert np.isfinite(ours) and ours != 0
 
@@ -386,8 +388,10 @@ def test_defaults_differ_from_the_reference_settings(variables, small_batch):
     than the reference settings: the options are not no-ops."""
     arch = ARCHS[6]
     names = ("ntk", "zico")
-    default = zcjax.make_scorer("nb201", names, config=SMALL)
-    reference = zcjax.make_scorer("nb201", names, config=SMALL, **OPTIONS)
+    default = zcjax.make_scorer("nb201", names, config=SMALL,
+                                init_draw=PARITY_INIT_DRAW)
+    reference = zcjax.make_scorer("nb201", names, config=SMALL, **OPTIONS,
+                                  init_draw=PARITY_INIT_DRAW)
     ours = default(nb201.encode(arch), small_batch, jax.random.key(0))
     theirs = reference(nb201.encode(arch), small_batch, jax.random.key(0))
     for name in names:

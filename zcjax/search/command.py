@@ -16,8 +16,9 @@ TABLE_BUDGETS = (10, 25, 50, 100, 300)
 
 
 def add_parser(commands, *, proxies_available: str, datasets: tuple[str, ...],
-               add_init_draw) -> None:
-    """The ``search`` subcommand; ``add_init_draw(parser)`` adds the CLI's --init-draw."""
+               common=()) -> None:
+    """The ``search`` subcommand; each of ``common`` adds options shared with the other
+    commands (``common(parser)``: --init-draw, --cache-dir)."""
     search = commands.add_parser(
         "search",
         help="search a space for its best architecture, with and without accuracy queries",
@@ -68,7 +69,8 @@ def add_parser(commands, *, proxies_available: str, datasets: tuple[str, ...],
                         help="minibatch size of the proxies (default: 64)")
     search.add_argument("--score-seed", type=int, default=0,
                         help="seed of the proxies' initialisation and batch (default: 0)")
-    add_init_draw(search)
+    for add in common:
+        add(search)
     search.add_argument("--out", default=None, metavar="DIR",
                         help="experiment folder: scores/ (results store), histories/, "
                         "curves.png (default: runs/search-SPACE-DATASET)")
