@@ -34,3 +34,15 @@ def test_meco_layers_equals_numpy_on_the_captured_outputs(tiny_batch):
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(float(output.score), expected[active].sum(), rtol=1e-4)
     assert active.sum() < len(active)  # the architecture leaves some candidate convs unused
+
+
+def test_a_one_channel_layer_is_the_one_by_one_correlation():
+    """NB101 gives a vertex one channel in small configs: its correlation is [[1]] (a
+    constant channel [[0]]), not the scalar np.corrcoef returns for one row."""
+    from zcjax.proxies.meco import channel_correlation
+
+    feature = jax.random.normal(jax.random.key(0), (4, 4, 1))
+    np.testing.assert_array_equal(channel_correlation(feature, np.float64), [[1.0]])
+    np.testing.assert_array_equal(channel_correlation(np.ones((4, 4, 1)), np.float64), [[0.0]])
+    two = channel_correlation(jax.random.normal(jax.random.key(1), (4, 4, 2)), np.float64)
+    assert two.shape == (2, 2)

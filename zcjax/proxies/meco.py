@@ -27,9 +27,10 @@ Array = jax.Array
 
 def channel_correlation(feature: Array, wide) -> Array:
     """The C x C Pearson correlation of one sample's channels (positions as observations),
-    with the NaN of a constant channel set to 0 as the reference does."""
+    with the NaN of a constant channel set to 0 as the reference does. A one-channel layer
+    (NB101 splits a cell's channels among its vertices) is the 1 x 1 matrix [[1]]."""
     channels = feature.reshape(-1, feature.shape[-1]).T.astype(wide)
-    correlation = jnp.corrcoef(channels)
+    correlation = jnp.atleast_2d(jnp.corrcoef(channels))  # corrcoef of one row is a scalar
     return jnp.where(jnp.isfinite(correlation), correlation, jnp.zeros_like(correlation))
 
 
