@@ -296,8 +296,8 @@ def run_settings(space, scorer_options: dict[str, Any], proxies) -> tuple[Any, d
     """The network config, the validated proxy options, and each proxy's ``settings``.
 
     A proxy's settings (:func:`zcjax.settings.encode`) hold the network config, the
-    initialisation's ``init_draw`` and only the options that proxy reads, so an option added for one proxy leaves every other proxy's
-    stored rows resumable. Other writers of the store (bench/gpu_check.py) use it so their
+    initialisation's ``init_draw`` and only the options that proxy reads, so an option
+    added for one proxy leaves every other proxy's stored rows resumable. Other writers of the store (bench/gpu_check.py) use it so their
     rows resume and correlate like score_space's own.
 
     Args:

@@ -1,4 +1,4 @@
-"""The networks' initialisation drawn with one random call: PyTorch's distributions, cheap to compile.
+"""The networks' initialisation in one random call: PyTorch's distributions, cheap to compile.
 
 Every parameter zcjax's spaces create is, at PyTorch's default initialisation, uniform on
 an interval (Conv2d/Linear kernels and Linear biases on +-1/sqrt(fan_in)) or a constant

@@ -1,4 +1,4 @@
-"""The ``settings`` of a stored score: the network, how its weights were drawn, the proxy's options.
+"""A stored score's ``settings``: the network, how its weights were drawn, the proxy's options.
 
 A results-store row's ``settings`` are canonical JSON, ``{"config": {...}, "init_draw":
 "one", "options": {...}}``: the space's ``Config``, the initialisation's draw
