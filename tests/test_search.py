@@ -359,3 +359,20 @@ def test_non_finite_scores_rank_last_and_an_all_non_finite_pick_warns(oracle):
 def oracle_table(oracle, archs):
     return pd.DataFrame({"cifar10": [oracle.accuracy(a) for a in archs]},
                         index=pd.Index(archs, name="arch"))
+
+
+def test_histories_of_other_scores_are_kept_apart():
+    """The history folder of a score-using search names its scores' run identities: another
+    batch, seed or init draw is another experiment, never a finished seed read back."""
+    from zcjax.search import experiment
+
+    def identities(**changes):
+        fields = dict(space="nb201", dataset="cifar10", batch_id="cifar10-batch64-seed0",
+                      seed=0, settings='{"config": {}, "init_draw": "one", "options": {}}')
+        return {"naswot": store.RunIdentity(**{**fields, **changes})}
+
+    tag = experiment.identity_tag(identities())
+    assert tag == experiment.identity_tag(identities()) and len(tag) == 8
+    others = [identities(batch_id="cifar10-batch16-seed0"), identities(seed=1),
+              identities(settings='{"config": {}, "init_draw": "per_array", "options": {}}')]
+    assert len({tag, *(experiment.identity_tag(other) for other in others)}) == 4

@@ -118,7 +118,7 @@ def _add_score_space_parser(commands) -> None:
                              f"available: {', '.join(proxies.names())})")
     score_space.add_argument("--data", default="cifar10", choices=sorted(data.DATASETS),
                              help="bundled real images to build the minibatch from (default: "
-                       "cifar10)")
+                             "cifar10)")
     score_space.add_argument("--n", type=int, default=None, metavar="N",
                              help="score N architectures drawn uniformly without replacement "
                              "with --seed, from the space or from --archs-from (default: all "
