@@ -403,8 +403,10 @@ def entry_point() -> None:
 
     After a stop by signal the process ends with ``os._exit``: interpreter teardown while
     XLA's compiler threads still run can crash (SIGSEGV in libjax_common), and every stored
-    part is already on disk.
+    part is already on disk. Ctrl-C stops the command even when it was started with SIGINT
+    ignored (a shell's background job, some test runners' workers), which Python honours.
     """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     code = main()
     if code > 128:
         sys.stdout.flush()
