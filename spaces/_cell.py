@@ -21,6 +21,7 @@ import numpy as np
 from flax import linen
 
 from zcjax import nn
+from zcjax.network import BLOCK_PERTURBATIONS, BLOCKS, Block
 from zcjax.spaces._network import LayerTable, SpaceModule
 from zcjax.spaces.switch import switched
 
@@ -247,24 +248,34 @@ class CellStack(SpaceModule):
         params = {name: EdgeParams(self.channels, self.cells, name=name)() for name in EDGE_NAMES}
         params = jax.tree.map(lambda p: p.astype(x.dtype), params)
         eps = self.perturb("conv_out", jnp.zeros((self.cells, NUM_EDGES) + x.shape, x.dtype))
+        # Each cell is a block: its input perturbable and, when isolating, cut off.
+        input_eps = self.perturb("input", jnp.zeros((self.cells,) + x.shape, x.dtype),
+                                 collection=BLOCK_PERTURBATIONS)
+        cut = jax.lax.stop_gradient if self.isolate_blocks else (lambda h: h)
         ops = op_functions(self.bn, self.conv)[:self.num_ops]
         if self.compiled:
             edges = [functools.partial(switched, ops)] * NUM_EDGES
 
             def step(carry, per_cell):
-                y, conv_outputs, nodes = cell_forward(edges, per_cell[0], carry, genotype,
-                                                      per_cell[1])
-                return y, (jnp.stack(conv_outputs), jnp.stack(nodes))
+                cell_params, cell_eps, cell_input_eps = per_cell
+                cell_input = cut(carry) + cell_input_eps
+                y, conv_outputs, nodes = cell_forward(edges, cell_params, cell_input, genotype,
+                                                      cell_eps)
+                return y, (jnp.stack(conv_outputs), jnp.stack(nodes), cell_input, y)
 
-            x, (conv_outputs, nodes) = jax.lax.scan(step, x, (params, eps))
+            x, (conv_outputs, nodes, inputs, outputs) = jax.lax.scan(
+                step, x, (params, eps, input_eps))
         else:
             edges = [lambda op, p, h, e: ops[op](p, h, e)] * NUM_EDGES
             per_cell = []
             for cell in range(self.cells):
                 cell_params = jax.tree.map(lambda p: p[cell], params)
-                x, *taps = cell_forward(edges, cell_params, x, genotype, eps[cell])
-                per_cell.append([jnp.stack(t) for t in taps])
-            conv_outputs, nodes = (jnp.stack(t) for t in zip(*per_cell))
+                cell_input = cut(x) + input_eps[cell]
+                x, *taps = cell_forward(edges, cell_params, cell_input, genotype, eps[cell])
+                per_cell.append([jnp.stack(t) for t in taps] + [cell_input, x])
+            conv_outputs, nodes, inputs, outputs = (jnp.stack(t) for t in zip(*per_cell))
+        self.sow(BLOCKS, "input", inputs)
+        self.sow(BLOCKS, "output", outputs)
         self.sow("intermediates", "conv_out", conv_outputs)
         # Each conv op on an edge leaving node i has its own ReLU reading node i.
         readers = jnp.stack([
@@ -275,6 +286,12 @@ class CellStack(SpaceModule):
         # Every one of those ReLUs sits in a ReLUConvBN wrapper (see zcjax.network).
         self.sow("relu", "nodes", (nodes, readers, readers))
         return x
+
+
+def cell_stack_blocks(stack: str, cells: int) -> list[Block]:
+    """The blocks of a :class:`CellStack`: one per cell."""
+    return [Block(f"{stack}/{cell}", (stack, "output"), (cell,), (stack, "input"), (cell,))
+            for cell in range(cells)]
 
 
 def add_cell_stack(table: LayerTable, stack: str, cells: int, channels: int) -> None:

@@ -20,20 +20,36 @@ import numpy as np
 from flax import linen
 
 from zcjax import initialisation, nn
-from zcjax.network import Layer, Network
+from zcjax.network import BLOCK_PERTURBATIONS, BLOCKS, Block, Layer, Network
 
 Array = jax.Array
 # Every tap collection a network writes when asked (see zcjax.network).
-TAP_COLLECTIONS = ["intermediates", "relu", "features"]
+TAP_COLLECTIONS = ["intermediates", "relu", "features", BLOCKS]
 
 
 class SpaceModule(linen.Module):
-    """A space's Flax module: its BatchNorm mode, and compiled (genotype as data) or
-    reference (Python control flow, stock autodiff) form. Both fields are keyword-only,
+    """A space's Flax module: its BatchNorm mode, compiled (genotype as data) or
+    reference (Python control flow, stock autodiff) form, and whether blocks read their
+    inputs through ``stop_gradient`` (:mod:`zcjax.network`). The fields are keyword-only,
     so subclasses list their own fields first."""
 
     bn: nn.BatchNormMode = dataclasses.field(default="batch", kw_only=True)
     compiled: bool = dataclasses.field(default=True, kw_only=True)
+    isolate_blocks: bool = dataclasses.field(default=False, kw_only=True)
+
+    def block_input(self, x: Array, name: str = "input") -> Array:
+        """A block's input as the block reads it: cut from the graph when isolating,
+        perturbable (``block_perturbations``) and sown (``blocks``) under ``name``."""
+        if self.isolate_blocks:
+            x = jax.lax.stop_gradient(x)
+        x = self.perturb(name, x, collection=BLOCK_PERTURBATIONS)
+        self.sow(BLOCKS, name, x)
+        return x
+
+    def block_output(self, x: Array, name: str = "output") -> Array:
+        """Sow a block's output (``blocks``)."""
+        self.sow(BLOCKS, name, x)
+        return x
 
     @property
     def conv(self):
@@ -116,6 +132,7 @@ def make_network(
     active: Callable[[Any], Array],
     param_count: Callable[..., Any],
     flops: Callable[..., Any],
+    blocks: tuple[Block, ...] = (),
     reduction_bn: bool = False,
 ) -> Network:
     """The :class:`Network` of a module ``module(config, ...)(images, genotype)``.
@@ -131,15 +148,17 @@ def make_network(
       concrete: the reference form's: a checked genotype as Python ints.
       layers, active: the layer table and its active mask.
       param_count, flops: ``(arch, config)`` -> the analytic counts.
+      blocks: the block sequence (:attr:`zcjax.network.Network.blocks`).
       reduction_bn: whether the module has a ``reduction_bn`` field (residual reduction
         blocks with their own BatchNorm mode); without one, ``apply``'s ``reduction_bn``
         concerns nothing in the network and is ignored.
     """
 
-    def build(bn, reduction_bn_mode):
+    def build(bn, reduction_bn_mode, isolate_blocks=False):
+        settings = {"bn": bn, "compiled": compiled, "isolate_blocks": isolate_blocks}
         if reduction_bn:
-            return module(config, bn=bn, reduction_bn=reduction_bn_mode, compiled=compiled)
-        return module(config, bn=bn, compiled=compiled)
+            return module(config, reduction_bn=reduction_bn_mode, **settings)
+        return module(config, **settings)
 
     def init(key, images=None, *, init_draw=initialisation.DEFAULT_INIT_DRAW):
         if images is None:
@@ -148,10 +167,11 @@ def make_network(
         return {"params": initialisation.init_variables(
             lambda k: module.init(k, images, init_genotype)["params"], key, init_draw)}
 
-    def apply(variables, genotype, images, *, bn="batch", reduction_bn=None, capture=False):
+    def apply(variables, genotype, images, *, bn="batch", reduction_bn=None, capture=False,
+              isolate_blocks=False):
         genotype = traced(genotype) if compiled else concrete(genotype)
-        return apply_module(build(bn, reduction_bn), variables, images, genotype,
-                            capture=capture)
+        return apply_module(build(bn, reduction_bn, isolate_blocks), variables, images,
+                            genotype, capture=capture)
 
     return Network(
         space=space,
@@ -163,4 +183,5 @@ def make_network(
         flops=functools.partial(flops, config=config),
         num_classes=config.num_classes,
         image_size=config.image_size,
+        blocks=blocks,
     )

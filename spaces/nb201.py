@@ -40,7 +40,7 @@ import numpy as np
 from flax import linen
 
 from zcjax import nn
-from zcjax.network import Layer, Network
+from zcjax.network import Block, Layer, Network
 from zcjax.space import SearchSpace
 from zcjax.spaces import _cell
 from zcjax.spaces._cell import CONV_OPS, EDGES, NUM_EDGES, edge_ops
@@ -259,6 +259,7 @@ class ResNetBlock(SpaceModule):
 
     @linen.compact
     def __call__(self, x: Array) -> Array:
+        x = self.block_input(x)
         branch = ConvBN(self.in_channels, self.out_channels, 3, 2, bn=self.bn,
                         compiled=self.compiled, name="conv_a")(x)
         branch = ConvBN(self.out_channels, self.out_channels, 3, 1, bn=self.bn,
@@ -267,7 +268,7 @@ class ResNetBlock(SpaceModule):
         shortcut = self.conv(nn.avg_pool(x, 2, 2), kernel.astype(x.dtype))
         shortcut = self.perturb("shortcut_out", shortcut)
         self.sow("intermediates", "shortcut_out", shortcut)
-        return shortcut + branch
+        return self.block_output(shortcut + branch)
 
 
 class NB201Network(SpaceModule):
@@ -282,13 +283,15 @@ class NB201Network(SpaceModule):
         reduction_bn = self.bn if self.reduction_bn is None else self.reduction_bn
         x = ConvBN(3, config.channels[0], 3, relu=False, bn=self.bn, compiled=self.compiled,
                    name="stem")(images)
+        x = self.block_output(x, "stem_output")
         previous = config.channels[0]
         for stage, channels in enumerate(config.channels):
             if stage:
                 x = ResNetBlock(previous, channels, bn=reduction_bn, compiled=self.compiled,
-                                name=f"reduction_{stage}")(x)
+                                isolate_blocks=self.isolate_blocks, name=f"reduction_{stage}")(x)
             x = _cell.CellStack(channels, config.cells_per_stage, bn=self.bn,
-                                compiled=self.compiled, name=f"cells_{stage}")(x, genotype)
+                                compiled=self.compiled, isolate_blocks=self.isolate_blocks,
+                                name=f"cells_{stage}")(x, genotype)
             previous = channels
         scale, bias = nn.BatchNormParams(previous, name="head_bn")()
         self.sow("features", "bn_input", x)
@@ -305,6 +308,18 @@ class NB201Network(SpaceModule):
 # ---------------------------------------------------------------------------
 # The layer table and the Network seam
 # ---------------------------------------------------------------------------
+def _blocks(config: Config) -> tuple[Block, ...]:
+    """The stem, then per stage its reduction block (after the first) and its cells: the
+    modules of TinyNetwork's ``cells`` list, in order."""
+    blocks = [Block("stem", ("stem_output",))]
+    for stage in range(len(config.channels)):
+        if stage:
+            block = f"reduction_{stage}"
+            blocks.append(Block(block, (block, "output"), input_path=(block, "input")))
+        blocks += _cell.cell_stack_blocks(f"cells_{stage}", config.cells_per_stage)
+    return tuple(blocks)
+
+
 def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndarray]:
     """Layers in the reference network's module order, with (edge, op) selectors.
 
@@ -358,7 +373,7 @@ def _make_network(config: Config, *, compiled: bool) -> Network:
         traced=edge_ops,
         concrete=lambda genotype: tuple(int(op) for op in validate_genotype(genotype)),
         layers=layers, active=edge_layers_active(layer_edges, layer_ops),
-        param_count=param_count, flops=flops)
+        param_count=param_count, flops=flops, blocks=_blocks(config))
 
 
 SPACE = SearchSpace(

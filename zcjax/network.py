@@ -22,9 +22,18 @@ Collections the network's Flax module writes when asked (``capture=True``):
   (the head's); with the outputs of layers whose ``batch_norm`` is set, these are the
   inputs of all the network's BatchNorms (zen's BN scaling).
 
+- ``blocks``: the network's block sequence (:attr:`Network.blocks`): the stem's output,
+  then each cell's (or reduction block's) input as it reads it and its output. AZ-NAS's
+  expressivity reads the outputs.
+
 It also honours a ``perturbations`` collection (Flax ``perturb``) at each layer output,
 with the same paths as ``intermediates``: the gradient with respect to a zero
-perturbation is the gradient with respect to that layer's output (fisher).
+perturbation is the gradient with respect to that layer's output (fisher). Likewise a
+``block_perturbations`` collection at each block input, with the paths of the ``blocks``
+inputs. With ``apply(..., isolate_blocks=True)`` every block reads its input through
+``stop_gradient`` (values unchanged), so one backward of ``sum_k <g_k, output_k>`` gives,
+at block k's input perturbation, exactly the VJP of block k alone: AZ-NAS's trainability
+for every block from one forward and one backward.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 
 Array = jax.Array
+BLOCKS = "blocks"  # the capture collection of block inputs and outputs
+BLOCK_PERTURBATIONS = "block_perturbations"  # zero perturbations at the block inputs
 Genotype = Any  # an int array (or anything jnp.asarray turns into one)
 Variables = Mapping[str, Any]
 
@@ -82,6 +93,27 @@ class Layer:
 
 
 @dataclasses.dataclass(frozen=True)
+class Block:
+    """One step of the network's block sequence: the stem, a cell or a reduction block.
+
+    Attributes:
+      name: unique, human-readable ("cells_1/3", "reduction_2").
+      output_path: path of its output in the ``blocks`` collection.
+      output_index: index into that array (cells of one scanned stack are stacked).
+      input_path: path of its input in ``blocks`` and in ``block_perturbations``: the
+        previous block's output as this block reads it. None for the stem (its input is
+        the image).
+      input_index: index into the input array.
+    """
+
+    name: str
+    output_path: tuple[str, ...]
+    output_index: tuple[int, ...] = ()
+    input_path: tuple[str, ...] | None = None
+    input_index: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class Network:
     """A search space's network, compiled once for the whole space.
 
@@ -90,15 +122,18 @@ class Network:
       layers: the fixed Conv/Linear layer table.
       init: ``init(key, images) -> variables`` (PyTorch-default initialisation).
       apply: ``apply(variables, genotype, images, *, bn="batch", reduction_bn=None,
-        capture=False)`` -> logits, or ``(logits, collections)`` when ``capture``.
-        ``bn`` is a :data:`zcjax.nn.BatchNormMode`; ``reduction_bn`` overrides it inside
-        the residual reduction blocks (foresight's synflow keeps BN there).
+        capture=False, isolate_blocks=False)`` -> logits, or ``(logits, collections)``
+        when ``capture``. ``bn`` is a :data:`zcjax.nn.BatchNormMode`; ``reduction_bn``
+        overrides it inside the residual reduction blocks (foresight's synflow keeps BN
+        there); ``isolate_blocks`` cuts the gradient between blocks (see above).
       active: ``active(genotype) -> bool[len(layers)]``: the layers this genotype uses.
       param_count: ``param_count(genotype)``: parameters of the active network (the
         benchmark's convention; traceable).
       flops: ``flops(genotype)``: FLOPs of the active network for one image (traceable).
       num_classes: width of the classifier.
       image_size: expected input height and width.
+      blocks: the block sequence, in forward order, the stem first (AZ-NAS's feature
+        maps: the stem's output and every cell's).
     """
 
     space: str
@@ -110,6 +145,7 @@ class Network:
     flops: Callable[[Genotype], Any]
     num_classes: int
     image_size: int
+    blocks: tuple[Block, ...] = ()
 
     def layer_index(self, name: str) -> int:
         for index, layer in enumerate(self.layers):
@@ -137,6 +173,25 @@ def layer_outputs(network: Network, intermediates: Mapping[str, Any]) -> list[Ar
     """
     return [get_path(intermediates, layer.output_path)[0][layer.output_index]
             for layer in network.layers]
+
+
+def block_outputs(network: Network, blocks: Mapping[str, Any]) -> list[Array]:
+    """Every block's output from a captured ``blocks`` collection, in forward order."""
+    return [get_path(blocks, block.output_path)[0][block.output_index]
+            for block in network.blocks]
+
+
+def block_inputs(network: Network, tree: Mapping[str, Any], *, sown: bool = True) -> list:
+    """Every block's input (None for the stem) from a ``blocks`` collection (``sown``) or
+    a tree of the ``block_perturbations``' paths (their gradients, ``sown=False``)."""
+    values = []
+    for block in network.blocks:
+        if block.input_path is None:
+            values.append(None)
+            continue
+        value = get_path(tree, block.input_path)
+        values.append((value[0] if sown else value)[block.input_index])
+    return values
 
 
 def sown_values(collection: Mapping[str, Any]) -> list[Any]:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from zcjax.aggregate import SNR_MODES
-from zcjax.proxies import (counts, epe_nas, gradient, jacob_cov, meco, naswot, snr, synflow,
+from zcjax.proxies import (az_nas, counts, epe_nas, gradient, jacob_cov, meco, naswot, snr, synflow,
                            tenas, zen_zico)
 from zcjax.proxies.base import Pass, ProxyFn, ProxyInputs, ProxyOutput
 from zcjax.proxies.options import Option
@@ -153,7 +153,7 @@ def register(proxy: Proxy) -> None:
     _REGISTRY[proxy.name] = proxy
 
 
-for _spec in PASSES.values():
+for _spec in (*PASSES.values(), az_nas.FEATURES_PASS):
     register_pass(_spec)
 _BUILTIN_PASSES = frozenset(_PASSES)
 
@@ -189,6 +189,12 @@ for _builtin in (
           "minus the condition number of the empirical NTK (TE-NAS)"),
     Proxy("linear_regions", tenas.linear_regions, ("tenas_images", "tenas_activations"),
           "number of distinct ReLU activation patterns in the batch (TE-NAS)"),
+    Proxy("az_expressivity", az_nas.az_expressivity, ("az_features",),
+          "AZ-NAS: sum over block feature maps of their covariance spectrum's entropy"),
+    Proxy("az_progressivity", az_nas.az_progressivity, ("az_features",),
+          "AZ-NAS: the smallest expressivity increase from one block to the next"),
+    Proxy("az_trainability", az_nas.az_trainability, ("az_features",),
+          "AZ-NAS: mean over blocks of -s - 1/s + 2, s the block Jacobian's spectral norm"),
     Proxy("meco_layers", meco.meco_layers, ("activations",),
           "sum over layers of the min eigenvalue of the channel correlation, one sample"),
 ):

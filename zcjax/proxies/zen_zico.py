@@ -8,7 +8,6 @@ References:
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from zcjax import nn
 from zcjax.network import get_path, layer_outputs, masked, sown_values
+from zcjax.proxies import reinit
 from zcjax.proxies.base import ProxyInputs, ProxyOutput, layer_sum, scalar
 
 Array = jax.Array
@@ -25,33 +25,13 @@ ZEN_MIXUP = 1e-2
 BN_MOMENTUM = 0.1  # PyTorch's default
 
 
-def _gaussian_variables(params, key):
-    """Zen's re-init as NEW variables: kernels ~ N(0, 1), BN scale 1, every bias 0.
-
-    Kernel i is ``normal(split(key, leaves)[i])``. Kernels of one shape are drawn in one
-    vmapped call: the same values as a call per kernel, one RNG program per shape instead
-    of per kernel (XLA:CPU compiles each threefry for seconds).
-    """
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-    keys = jax.random.split(key, len(leaves))
-    values = [jnp.ones_like(leaf) if path[-1].key == "scale" else jnp.zeros_like(leaf)
-              for path, leaf in leaves]
-    kernels = defaultdict(list)  # (shape, dtype) -> leaf positions
-    for position, (path, leaf) in enumerate(leaves):
-        if path[-1].key == "kernel":
-            kernels[leaf.shape, leaf.dtype].append(position)
-    for (shape, dtype), positions in kernels.items():
-        draws = jax.vmap(lambda k: jax.random.normal(k, shape, dtype))(keys[np.asarray(positions)])
-        for row, position in enumerate(positions):
-            values[position] = draws[row]
-    return {"params": jax.tree_util.tree_unflatten(treedef, values)}
-
-
 def zen_draws(inputs: ProxyInputs) -> tuple[dict[str, Any], Array, Array]:
     """Zen's random draws from the key: Gaussian variables, the input x and the noise e."""
     weights_key, x_key, mix_key = jax.random.split(inputs.key, 3)
     shape, dtype = inputs.images.shape, inputs.images.dtype
-    return (_gaussian_variables(inputs.params, weights_key),
+    variables = reinit.redrawn_variables(inputs.params, weights_key, reinit.unit_std,
+                                         reinit.kernel_fan_ins(inputs.network))
+    return (variables,
             jax.random.normal(x_key, shape, dtype), jax.random.normal(mix_key, shape, dtype))
 
 
