@@ -142,3 +142,31 @@ def test_rank_average_and_product_put_non_finite_last():
     np.testing.assert_allclose(aggregate.rank_average(matrix), [1.0, 3.0, 3.5, 2.5])
     product = aggregate.score_product(matrix)
     assert product[0] == 1.5 and np.isnan(product[1]) and product[2] == -np.inf
+
+
+def test_az_nas_rank_by_hand():
+    # Ascending ranks, N = 4. Metric 1 [3, 1, 2, NaN]: NaN lowest -> 4, 2, 3, 1.
+    # Metric 2 [0.5, 0.5, inf, 0.1]: inf lowest (1), 0.1 -> 2, the tied 0.5s share 3.5.
+    matrix = np.array([[3.0, 1.0, 2.0, np.nan], [0.5, 0.5, np.inf, 0.1]])
+    expected = [math.log(4 / 4) + math.log(3.5 / 4), math.log(2 / 4) + math.log(3.5 / 4),
+                math.log(3 / 4) + math.log(1 / 4), math.log(1 / 4) + math.log(2 / 4)]
+    np.testing.assert_allclose(aggregate.az_nas_rank(matrix), expected)
+
+
+def test_az_nas_rank_best_everywhere_scores_zero_and_matches_the_reference_on_finite_data():
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(4, 30))
+    matrix[:, 7] = 10.0  # best in every metric
+    ours = aggregate.az_nas_rank(matrix)
+    assert ours[7] == 0.0 and np.all(ours <= 0)
+    # The AZ-NAS notebook: sum of np.log(stats.rankdata(score) / l) over the metrics.
+    reference = sum(np.log(scipy.stats.rankdata(row) / 30) for row in matrix)
+    np.testing.assert_allclose(ours, reference)
+
+
+def test_az_nas_rank_one_metric_empty_set_and_non_finite_never_break_the_sum():
+    np.testing.assert_allclose(aggregate.az_nas_rank([2.0, 1.0]), [0.0, math.log(1 / 2)])
+    assert aggregate.az_nas_rank(np.zeros((4, 0))).shape == (0,)
+    ranked = aggregate.az_nas_rank([[np.nan, np.inf, -np.inf, 1.0]])
+    # The three non-finite scores share the lowest ranks 1..3 (average 2).
+    np.testing.assert_allclose(ranked, [math.log(2 / 4)] * 3 + [0.0])

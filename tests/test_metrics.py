@@ -292,7 +292,22 @@ def test_correlation_table_rows():
         scipy.stats.spearmanr(noisy[good], accuracies[good]).statistic
     )
     assert (noisy_row["n"], noisy_row["dropped"]) == (58, 2)
-    assert set(perfect) == {"proxy", "kendall", "spearman", "top10pct", "top50", "n", "dropped"}
+    assert set(perfect) == {"proxy", "kendall", "spearman", "top10pct", "top50", "ndcg",
+                            "top1_acc", "top10_mean_acc", "n", "dropped"}
+    # linspace(50, 90, 60): step 40/59; the best ten are 90 - j * 40/59, j = 0..9.
+    best_ten_mean = 90 - 4.5 * 40 / 59
+    assert perfect["ndcg"] == pytest.approx(1.0)
+    assert perfect["top1_acc"] == pytest.approx(90.0)
+    assert perfect["top10_mean_acc"] == pytest.approx(best_ten_mean)
+    assert reversed_["ndcg"] < 1.0
+    assert reversed_["top1_acc"] == pytest.approx(50.0)
+    assert reversed_["top10_mean_acc"] == pytest.approx(50 + 4.5 * 40 / 59)
+
+
+def test_correlation_table_ndcg_nan_for_negative_accuracies_and_top10_needs_ten():
+    (row,) = metrics.correlation_table({"p": [3.0, 2.0, 1.0]}, [-0.5, -0.2, -0.9])
+    assert math.isnan(row["ndcg"]) and math.isnan(row["top10_mean_acc"])
+    assert row["top1_acc"] == -0.5
 
 
 def test_correlation_table_top50_needs_fifty_architectures():
@@ -300,6 +315,120 @@ def test_correlation_table_top50_needs_fifty_architectures():
     (row,) = metrics.correlation_table({"p": accuracies}, accuracies)
     assert math.isnan(row["top50"])
     assert row["top10pct"] == 1.0
+
+
+# --- nDCG and the accuracy of the proxy's picks ----------------------------------------------
+
+
+def _discount(position):
+    return 1 / math.log2(position + 1)  # position 1 is not discounted
+
+
+def test_ndcg_hand_computed():
+    # The proxy ranks the accuracies in the order 1, 3, 2; the ideal order is 3, 2, 1.
+    scores, accuracies = [0.9, 0.8, 0.1], [1.0, 3.0, 2.0]
+    dcg = 1 * _discount(1) + 3 * _discount(2) + 2 * _discount(3)
+    ideal = 3 * _discount(1) + 2 * _discount(2) + 1 * _discount(3)
+    result = metrics.ndcg(scores, accuracies)
+    assert result.value == pytest.approx(dcg / ideal)
+    assert (result.n, result.dropped) == (3, 0) and math.isnan(result.pvalue)
+    assert metrics.ndcg(scores, accuracies, k=1).value == pytest.approx(1 / 3)
+    assert metrics.ndcg(scores, accuracies, k=2).value == pytest.approx(
+        (1 + 3 * _discount(2)) / (3 + 2 * _discount(2)))
+    # A cut deeper than the set is the whole set.
+    assert metrics.ndcg(scores, accuracies, k=1000).value == pytest.approx(dcg / ideal)
+
+
+def test_ndcg_perfect_is_one_reversed_is_less():
+    accuracies = np.array([70.0, 93.5, 88.0, 91.0, 60.0])
+    assert metrics.ndcg(accuracies, accuracies).value == pytest.approx(1.0)
+    assert metrics.ndcg(np.exp(accuracies / 10), accuracies, k=2).value == pytest.approx(1.0)
+    reversed_ = metrics.ndcg(-accuracies, accuracies).value
+    ideal = sum(a * _discount(i) for i, a in enumerate([93.5, 91, 88, 70, 60], start=1))
+    worst = sum(a * _discount(i) for i, a in enumerate([60, 70, 88, 91, 93.5], start=1))
+    assert reversed_ == pytest.approx(worst / ideal) and reversed_ < 1.0
+    # Getting the best network wrong costs more than getting the worst ones wrong.
+    swap_top = metrics.ndcg([4, 5, 3, 2, 1], [93.5, 91, 88, 70, 60]).value
+    swap_bottom = metrics.ndcg([5, 4, 3, 1, 2], [93.5, 91, 88, 70, 60]).value
+    assert swap_top < swap_bottom < 1.0
+
+
+def test_ndcg_ties_average_the_gains_of_the_tie():
+    # Scores 1, 1 tie for the first two places: each gets the mean gain (3 + 1) / 2.
+    dcg = 2 * _discount(1) + 2 * _discount(2) + 2 * _discount(3)
+    ideal = 3 * _discount(1) + 2 * _discount(2) + 1 * _discount(3)
+    assert metrics.ndcg([1, 1, 0], [3.0, 1.0, 2.0]).value == pytest.approx(dcg / ideal)
+    assert metrics.ndcg([1, 0, 1], [1.0, 2.0, 3.0]).value == pytest.approx(dcg / ideal)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_ndcg_non_finite_scores_rank_last(bad):
+    # The +inf (or NaN) score belongs to the best network, but it is not ranked first.
+    dcg = 1 * _discount(1) + 2 * _discount(2) + 3 * _discount(3)
+    ideal = 3 * _discount(1) + 2 * _discount(2) + 1 * _discount(3)
+    result = metrics.ndcg([bad, 1.0, 0.0], [3.0, 1.0, 2.0])
+    assert result.value == pytest.approx(dcg / ideal) and result.dropped == 0
+    # Two non-finite scores tie among themselves, below every finite score.
+    both = (2 * _discount(1) + 2 * _discount(2) + 2 * _discount(3)) / ideal
+    assert metrics.ndcg([0.0, bad, np.nan], [2.0, 3.0, 1.0]).value == pytest.approx(both)
+
+
+def test_ndcg_drops_non_finite_accuracies_and_degenerate_cases_are_nan():
+    result = metrics.ndcg([3.0, 2.0, 1.0, 0.0], [np.nan, 1.0, 2.0, np.inf])
+    dcg = 1 * _discount(1) + 2 * _discount(2)
+    assert result.value == pytest.approx(dcg / (2 + 1 * _discount(2)))
+    assert (result.n, result.dropped) == (2, 2)
+    assert math.isnan(metrics.ndcg([1.0, 2.0], [0.0, 0.0]).value)
+    empty = metrics.ndcg([1.0], [np.nan])
+    assert math.isnan(empty.value) and (empty.n, empty.dropped) == (0, 1)
+
+
+def test_ndcg_errors():
+    with pytest.raises(ValueError, match="accuracies >= 0"):
+        metrics.ndcg([1, 2], [0.5, -0.1])
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        metrics.ndcg([1, 2], [1, 2], k=0)
+    with pytest.raises(ValueError, match="length mismatch"):
+        metrics.ndcg([1, 2, 3], [1, 2])
+
+
+def test_top1_accuracy_hand_computed():
+    result = metrics.top1_accuracy([0.2, 0.9, 0.5], [70.0, 60.0, 80.0])
+    assert result.value == 60.0 and (result.n, result.dropped) == (1, 0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_top1_never_picks_a_non_finite_score_before_a_finite_one(bad):
+    assert metrics.top1_accuracy([bad, 0.1, np.nan], [99.0, 50.0, 98.0]).value == 50.0
+    # With no finite score, every network ties for first.
+    assert metrics.top1_accuracy([bad, np.nan], [99.0, 97.0]).value == 98.0
+
+
+def test_top1_ties_give_the_mean_accuracy_whatever_the_order():
+    assert metrics.top1_accuracy([1, 1, 0], [70.0, 80.0, 90.0]).value == 75.0
+    assert metrics.top1_accuracy([0, 1, 1], [90.0, 80.0, 70.0]).value == 75.0
+
+
+def test_topk_mean_accuracy_hand_computed():
+    assert metrics.topk_mean_accuracy([5, 4, 3, 2, 1], [1, 2, 3, 4, 5.0], k=2).value == 1.5
+    assert metrics.topk_mean_accuracy([5, 4, 3, 2, 1], [1, 2, 3, 4, 5.0], k=5).value == 3.0
+    # Scores 2, 2 tie across the cut at k = 2: one place for the mean of 20 and 40.
+    result = metrics.topk_mean_accuracy([3, 2, 2, 1], [10.0, 20.0, 40.0, 0.0], k=2)
+    assert result.value == (10 + 30) / 2 and result.n == 2
+    # Non-finite scores come after the finite ones, tied among themselves.
+    result = metrics.topk_mean_accuracy([np.nan, 1, np.inf, 0], [9.0, 1.0, 8.0, 2.0], k=3)
+    assert result.value == pytest.approx((1 + 2 + 8.5) / 3)
+
+
+def test_top_accuracies_drop_non_finite_accuracies_and_check_k():
+    result = metrics.top1_accuracy([3.0, 2.0, 1.0], [np.nan, 5.0, 6.0])
+    assert result.value == 5.0 and result.dropped == 1
+    none = metrics.topk_mean_accuracy([1.0, 2.0], [np.nan, np.nan], k=1)
+    assert math.isnan(none.value) and (none.n, none.dropped) == (0, 2)
+    with pytest.raises(ValueError, match=r"k must be in \[1, 2\]"):
+        metrics.topk_mean_accuracy([1, 2, 3], [1, 2, np.nan], k=3)
+    with pytest.raises(ValueError, match="k must be in"):
+        metrics.topk_mean_accuracy([1, 2], [1, 2], k=0)
 
 
 # --- errors -----------------------------------------------------------------------------------

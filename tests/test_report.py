@@ -50,12 +50,29 @@ def _top_overlap(score, acc, k):
     return len(set(score.nlargest(k).index) & set(pd.Series(acc).nlargest(k).index)) / k
 
 
+def _ndcg(score, acc):
+    # DCG = sum_i acc of the i-th by score / log2(i + 1), non-finite scores last; an
+    # architecture in a tie of places lo..hi gets the mean discount of those places.
+    key = -np.where(np.isfinite(score), score, -np.inf)
+    first = scipy.stats.rankdata(key, method="min").astype(int)
+    last = scipy.stats.rankdata(key, method="max").astype(int)
+    discount = [np.mean(1 / np.log2(np.arange(lo, hi + 1) + 1)) for lo, hi in zip(first, last)]
+    ideal = np.sort(acc)[::-1] @ (1 / np.log2(np.arange(2, len(acc) + 2)))
+    return float(acc @ np.array(discount) / ideal)
+
+
+def _top_mean(score, acc, k):
+    return pd.Series(acc)[pd.Series(np.where(np.isfinite(score), score, -np.inf))
+                          .nlargest(k).index].mean()
+
+
 def test_correlate_matches_scipy(synthetic):
     results, bench, scores, acc = synthetic
     table = zcjax.correlate(results, bench, "cifar10")
     assert list(table.index) == ["good", "flaky"]
-    assert list(table.columns) == ["kendall_tau", "spearman_rho", "top10pct", "top50",
-                                   "n_archs", "n_nonfinite", "n_missing", "n_seeds"]
+    assert list(table.columns) == ["kendall_tau", "spearman_rho", "top10pct", "top50", "ndcg",
+                                   "top1_acc", "top10_mean_acc", "n_archs", "n_nonfinite",
+                                   "n_missing", "n_seeds"]
     for proxy, score in scores.items():
         finite = np.isfinite(score)
         row = table.loc[proxy]
@@ -65,6 +82,9 @@ def test_correlate_matches_scipy(synthetic):
             scipy.stats.spearmanr(score[finite], acc[finite]).statistic, abs=1e-12)
         assert row["top10pct"] == _top_overlap(score, acc, 5)  # 10% of 50
         assert row["top50"] == 1.0  # all 50 scored archs
+        assert row["ndcg"] == pytest.approx(_ndcg(score, acc), abs=1e-12)
+        assert row["top1_acc"] == _top_mean(score, acc, 1)
+        assert row["top10_mean_acc"] == pytest.approx(_top_mean(score, acc, 10), abs=1e-12)
         assert row["n_archs"] == N_SCORED and row["n_missing"] == N_MISSING
     assert table.loc["good", "n_nonfinite"] == 0 and table.loc["flaky", "n_nonfinite"] == 3
     assert table.loc["good", "n_seeds"] == 1 and table.loc["flaky", "n_seeds"] == 2
@@ -79,6 +99,51 @@ def test_correlate_options(synthetic):
     assert table.loc["flaky", "top20pct"] == _top_overlap(scores["flaky"], acc, 10)
     assert table.loc["flaky", "top7"] == _top_overlap(scores["flaky"], acc, 7)
     assert math.isnan(zcjax.correlate(results, bench, "cifar10", top_k=51).loc["good", "top51"])
+
+
+def _ascending_ranks(values):
+    # AZ-NAS ranks ascending (best = N); non-finite scores lowest, tied among themselves.
+    return scipy.stats.rankdata(np.where(np.isfinite(values), values, -np.inf))
+
+
+def test_aggregates_are_rows_correlated_like_proxies(synthetic):
+    results, bench, scores, acc = synthetic
+    table = zcjax.correlate(results, bench, "cifar10", proxies=["good"], aggregates={
+        "az": ("az_nas", ["good", "flaky"]), "te": ("rank_average", ("flaky", "good"))})
+    assert list(table.index) == ["good", "az", "te"]
+    # Computed over all 55 scored archs (both proxies score all), then joined with the
+    # 50 accuracies.
+    means = results.groupby(["proxy", "arch"])["value"].mean().unstack(0)
+    flaky_means = results[results["proxy"] == "flaky"].groupby("arch")["value"].apply(
+        lambda v: v.mean() if v.notna().all() else np.nan)
+    good, flaky = means["good"].to_numpy(), flaky_means.reindex(means.index).to_numpy()
+    az = np.log(_ascending_ranks(good) / 55) + np.log(_ascending_ranks(flaky) / 55)
+    te = -(scipy.stats.rankdata(-np.where(np.isfinite(good), good, -np.inf))
+           + scipy.stats.rankdata(-np.where(np.isfinite(flaky), flaky, -np.inf))) / 2
+    known = means.index.isin(bench.accuracy("cifar10").index)
+    accuracy = bench.accuracy("cifar10").reindex(means.index[known]).to_numpy()
+    for row, expected in (("az", az), ("te", te)):
+        assert table.loc[row, "kendall_tau"] == pytest.approx(
+            scipy.stats.kendalltau(expected[known], accuracy).statistic, abs=1e-12)
+        assert table.loc[row, "ndcg"] == pytest.approx(_ndcg(expected[known], accuracy))
+        assert table.loc[row, ["n_archs", "n_nonfinite", "n_missing", "n_seeds"]].tolist() == [
+            50, 0, 5, 1]
+    assert table.loc["az", "kendall_tau"] > 0.3  # both components agree with the accuracy
+
+
+def test_aggregate_errors_name_the_culprit(synthetic):
+    results, bench, _, _ = synthetic
+    with pytest.raises(ValueError, match="unknown aggregator 'az'; known: az_nas, rank_average"):
+        zcjax.correlate(results, bench, "cifar10", aggregates={"x": ("az", ["good"])})
+    with pytest.raises(ValueError, match="needs proxy 'flops'.*hold: good, flaky"):
+        zcjax.correlate(results, bench, "cifar10",
+                        aggregates={"x": ("az_nas", ["good", "flops"])})
+    with pytest.raises(ValueError, match="aggregate 'good' has the name of a proxy"):
+        zcjax.correlate(results, bench, "cifar10", aggregates={"good": ("az_nas", ["flaky"])})
+    with pytest.raises(ValueError, match="non-empty list of proxy names"):
+        zcjax.correlate(results, bench, "cifar10", aggregates={"x": ("az_nas", "good")})
+    with pytest.raises(ValueError, match=r"give \(aggregator, \[proxy, ...\]\)"):
+        zcjax.correlate(results, bench, "cifar10", aggregates={"x": "az_nas"})
 
 
 def test_partial_correlations_match_the_formula(synthetic):
@@ -202,6 +267,36 @@ def test_cli_correlate(cli_results, tmp_path, capsys):
                      "--dataset", "cifar10-valid"])
     out = capsys.readouterr().out
     assert code == 0 and "close" not in out and "partial" not in out
+
+
+def test_cli_correlate_aggregate(cli_results, capsys):
+    folder, raw, close = cli_results
+    csv = str(shared_file("nb201", "nb201_accuracies.csv.gz"))
+    code = cli.main(["correlate", str(folder), "--benchmark", csv, "--proxies", "close",
+                     "--aggregate", "az_nas=close,noisy", "--aggregate",
+                     "te:rank_average=noisy,close", "--no-partial"])
+    out = capsys.readouterr().out
+    assert code == 0
+    header = out.splitlines()[1].split()
+    assert header[:7] == ["kendall_tau", "spearman_rho", "top10pct", "top50", "ndcg",
+                          "top1_acc", "top10_mean_acc"]
+    lines = {line.split()[0]: line.split() for line in out.splitlines()[2:] if line.strip()}
+    assert list(lines)[-3:] == ["close", "az_nas", "te"]
+    noisy = pd.read_parquet(folder).query("proxy == 'noisy'")["value"].to_numpy()
+    az = np.log(_ascending_ranks(close) / 40) + np.log(_ascending_ranks(noisy) / 40)
+    tau = scipy.stats.kendalltau(az, raw["cifar10_test_nats"]).statistic
+    assert lines["az_nas"][1] == f"{tau:.4f}"
+    # rank_average's row is minus the mean rank: higher is better, like the others.
+    assert float(lines["te"][1]) > 0 and float(lines["az_nas"][1]) > 0
+    for spec, message in (("az_nas", "takes [ROW:]AGGREGATOR=PROXY"),
+                          ("bogus=close", "unknown aggregator 'bogus'"),
+                          ("az_nas=close,snip", "needs proxy 'snip'")):
+        assert cli.main(["correlate", str(folder), "--benchmark", csv,
+                         "--aggregate", spec]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["correlate", "--help"])
+    assert "[ROW:]AGGREGATOR=PROXY,PROXY,..." in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args, message", [

@@ -16,7 +16,8 @@ one is layer l of the other by construction. Only active layers ever count.
 References:
   Xiang et al., "Exploiting Network Compressibility and Topology in Zero-Cost NAS",
   AutoML-Conf 2023 (SSNR, T-CET). Chen et al., "Neural Architecture Search on ImageNet in
-  Four GPU Hours" (TE-NAS rank averaging), ICLR 2021.
+  Four GPU Hours" (TE-NAS rank averaging), ICLR 2021. Lee and Ham, "AZ-NAS: Assembling
+  Zero-Cost Proxies for Network Architecture Search", CVPR 2024 (log-rank sum).
 """
 
 from __future__ import annotations
@@ -109,6 +110,42 @@ def rank_average(score_matrix) -> np.ndarray:
     """
     matrix = np.atleast_2d(np.asarray(score_matrix, np.float64))
     return np.mean([metrics.rank(row) for row in matrix], axis=0)
+
+
+def az_nas_rank(score_matrix) -> np.ndarray:
+    """AZ-NAS composition: sum over metrics of log(rank / N) per architecture (higher = better).
+
+    Within each metric the N architectures are ranked 1..N in ascending order of score, ties
+    sharing their average rank (:func:`scipy.stats.rankdata`'s default), so the best score
+    gets rank N and log(N / N) = 0: an architecture that is best in every metric scores 0,
+    every other one less. The log makes a low rank in any one metric hard to compensate.
+
+    Non-finite scores rank LOWEST within their metric (tied among themselves, average rank),
+    the mirror of :func:`zcjax.metrics.rank`: they add a large negative term instead of
+    breaking the sum (the reference's rankdata would rank +inf best and spread NaN to every
+    architecture). The value is a ranking of THIS set: adding or removing architectures changes
+    every value, so compute it over the set being compared.
+
+    Args:
+      score_matrix: (metrics, architectures), higher = better for every metric (as for
+        :func:`rank_average`); AZ-NAS's are expressivity, progressivity, trainability and
+        FLOPs.
+
+    Returns:
+      float64 (architectures,), each <= 0; empty for no architectures.
+
+    References:
+      Lee and Ham, "AZ-NAS: Assembling Zero-Cost Proxies for Network Architecture Search",
+      CVPR 2024 (the NB201 notebook's ``np.log(stats.rankdata(score) / l)`` summed).
+    """
+    matrix = np.atleast_2d(np.asarray(score_matrix, np.float64))
+    count = matrix.shape[1]
+    if count == 0:
+        return np.zeros(0)
+    # metrics.rank gives the best 1 and non-finite last; reversed, the best gets N and
+    # non-finite scores the lowest ranks, with ties still averaged.
+    ascending = [count + 1 - metrics.rank(row) for row in matrix]
+    return np.sum(np.log(np.asarray(ascending) / count), axis=0)
 
 
 def score_product(score_matrix) -> np.ndarray:

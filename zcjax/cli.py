@@ -58,8 +58,9 @@ def _parser() -> argparse.ArgumentParser:
         help="rank correlation of scores with benchmark accuracies, table and plots",
         description="Join a results dataset (Parquet folder or file, one row per arch, proxy "
         "and seed) with benchmark accuracies on the arch string and print, per proxy, "
-        "Kendall tau, Spearman rho and top-k overlaps, then the partial Kendall correlation "
-        "of every pair of proxies given the accuracy. Seeds are averaged.",
+        "Kendall tau, Spearman rho, top-k overlaps, nDCG, the accuracy of the top-ranked "
+        "architecture and the mean accuracy of the top 10, then the partial Kendall "
+        "correlation of every pair of proxies given the accuracy. Seeds are averaged.",
     )
     correlate.add_argument("results", metavar="DIR",
                            help="results: a Parquet dataset folder or file")
@@ -93,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     correlate.add_argument("--top-k", type=int, default=50,
                            help="size of the best set for the second overlap column; NaN "
                            "when fewer architectures have accuracies (default: 50)")
+    correlate.add_argument("--aggregate", action="append", default=[],
+                           metavar="[ROW:]AGGREGATOR=PROXY,PROXY,...",
+                           help="add a row that ranks the architectures having a score for "
+                           "every listed proxy with a set-level aggregator (az_nas: sum of "
+                           "log(rank / N); rank_average: minus the TE-NAS mean rank) and "
+                           "correlates it like a proxy; the row is named ROW, else AGGREGATOR; "
+                           "e.g. az_nas=az_expressivity,az_progressivity,az_trainability,flops; "
+                           "repeatable (default: none)")
     correlate.add_argument("--partial", action=argparse.BooleanOptionalAction, default=True,
                            help="print the partial correlations (default: yes)")
     _add_score_space_parser(commands)
@@ -242,7 +251,8 @@ def _correlate(args) -> int:
                    select=_selection(args.select))
     results = report.load_results(args.results)  # read once for both tables
     table = report.correlate(results, bench, column, top_fraction=args.top_fraction,
-                             top_k=args.top_k, plot_dir=args.plot, **options)
+                             top_k=args.top_k, plot_dir=args.plot,
+                             aggregates=_aggregates(args.aggregate), **options)
     print(f"{bench.name} {column}: {bench.descriptions.get(column, '')}")
     print(table.to_string(float_format=lambda v: f"{v:.4f}"))
     if args.partial and len(table) > 1:
@@ -252,6 +262,23 @@ def _correlate(args) -> int:
     if args.plot is not None:
         print(f"\n{len(table)} plots written to {args.plot}", file=sys.stderr)
     return 0
+
+
+def _aggregates(specs: list[str]) -> dict[str, tuple[str, list[str]]]:
+    """``["az_nas=a,b", "mine:rank_average=a,c"]`` -> ``{"az_nas": ("az_nas", ["a", "b"]),
+    "mine": ("rank_average", ["a", "c"])}``; the aggregator is checked by report.correlate."""
+    aggregates = {}
+    for spec in specs:
+        head, separator, listed = spec.partition("=")
+        row, _, aggregator = head.rpartition(":")
+        components = [p for p in listed.split(",") if p]
+        if not separator or not aggregator or not components:
+            raise ValueError(f"--aggregate takes [ROW:]AGGREGATOR=PROXY,PROXY,..., got {spec!r}")
+        row = row or aggregator
+        if row in aggregates:
+            raise ValueError(f"--aggregate: row {row!r} given twice; name one ROW:{aggregator}=...")
+        aggregates[row] = (aggregator, components)
+    return aggregates
 
 
 def _selection(pairs: list[str]) -> dict[str, object]:

@@ -20,7 +20,8 @@ Conventions:
   non-finite value on any seed makes the mean non-finite, so that architecture is dropped
   for that proxy rather than scored from its remaining seeds. ``n_seeds`` reports how many.
 * Non-finite scores are dropped pairwise by the correlations and counted in ``n_nonfinite``;
-  the top-k overlaps rank them last instead (see :func:`zcjax.metrics.top_k_overlap`).
+  the top-k overlaps, nDCG and the top-k accuracies rank them last instead (see
+  :func:`zcjax.metrics.top_k_overlap`).
   Architectures of the results with no accuracy in the benchmark are counted in
   ``n_missing``.
 
@@ -43,11 +44,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from zcjax import metrics, store
+from zcjax import aggregate, metrics, store
 from zcjax import settings as settings_lib
 from zcjax.benchmarks import Benchmark, expanded, load_benchmark
 
-__all__ = ["correlate", "load_results", "partial_correlations", "plot_rank_scatter"]
+__all__ = ["AGGREGATORS", "correlate", "load_results", "partial_correlations",
+           "plot_rank_scatter"]
 
 _REQUIRED = ("arch", "proxy", "value")
 
@@ -198,14 +200,21 @@ def _select_dataset(frame: pd.DataFrame, dataset: str, results_dataset: str | No
     return frame[frame["dataset"].astype(str) == matching[0]]
 
 
-def _prepare(results, benchmark, dataset, proxies, results_dataset, select):
-    """Mean score per (proxy, arch), seeds per proxy, and the accuracies."""
+def _prepare(results, benchmark, dataset, proxies, results_dataset, select, components=()):
+    """Mean score per (proxy, arch), seeds per proxy, and the accuracies.
+
+    ``components`` (proxies an aggregate needs) are kept beside ``proxies``; one the results
+    lack is a ValueError naming it."""
     if not isinstance(benchmark, Benchmark):
         benchmark = load_benchmark(benchmark)
     accuracy = benchmark.accuracy(dataset)
     frame = _select_dataset(load_results(results), dataset, results_dataset)
     frame = _select(frame, select)
     available = list(pd.unique(frame["proxy"]))
+    absent = [p for p in dict.fromkeys(components) if p not in available]
+    if absent:
+        raise ValueError(f"an aggregate needs proxy {', '.join(map(repr, absent))}, which the "
+                         f"results do not hold; they hold: {', '.join(available)}")
     if proxies is None:
         proxies = available
     else:
@@ -214,6 +223,7 @@ def _prepare(results, benchmark, dataset, proxies, results_dataset, select):
         if unknown:
             raise KeyError(f"no results for proxy {', '.join(map(repr, unknown))}; the results "
                            f"hold: {', '.join(available)}")
+        proxies = list(dict.fromkeys([*proxies, *components]))
         frame = frame[frame["proxy"].isin(proxies)]
     _check_one_identity(frame)
     # groupby's mean skips NaN; a NaN seed must make the mean NaN (see module docstring).
@@ -239,6 +249,49 @@ def _overlap_columns(top_fraction: float, top_k: int) -> tuple[str, str]:
     return f"top{100 * top_fraction:g}pct", f"top{top_k}"
 
 
+def _negated_rank_average(score_matrix) -> np.ndarray:
+    # TE-NAS's mean rank is lower-is-better; negated, it follows the higher-is-better
+    # convention every row of the table is read with.
+    return -aggregate.rank_average(score_matrix)
+
+
+AGGREGATORS = {"az_nas": aggregate.az_nas_rank, "rank_average": _negated_rank_average}
+"""Set-level rankings :func:`correlate` can add as rows, by name: ``az_nas``
+(:func:`zcjax.aggregate.az_nas_rank`, sum of log(rank / N)) and ``rank_average`` (minus the
+TE-NAS mean rank, :func:`zcjax.aggregate.rank_average`, so that higher is better)."""
+
+
+def _check_aggregates(aggregates, proxy_names) -> dict[str, tuple[str, list[str]]]:
+    """``{row: (aggregator, components)}`` validated, one ValueError naming the culprit."""
+    checked = {}
+    for row, spec in (aggregates or {}).items():
+        try:
+            aggregator, components = spec
+        except (TypeError, ValueError):
+            raise ValueError(f"aggregate {row!r}: give (aggregator, [proxy, ...]), got "
+                             f"{spec!r}") from None
+        if aggregator not in AGGREGATORS:
+            raise ValueError(f"aggregate {row!r}: unknown aggregator {aggregator!r}; known: "
+                             f"{', '.join(AGGREGATORS)}")
+        if isinstance(components, str) or not list(components):
+            raise ValueError(f"aggregate {row!r}: components must be a non-empty list of "
+                             f"proxy names, got {components!r}")
+        if row in proxy_names:
+            raise ValueError(f"aggregate {row!r} has the name of a proxy of the table; "
+                             "name it otherwise")
+        checked[row] = (aggregator, [str(c) for c in components])
+    return checked
+
+
+def _aggregate_score(aggregator: str, components: Sequence[str],
+                     scores: Mapping[str, pd.Series]) -> pd.Series:
+    """The aggregate over the architectures that have a (mean) score for every component;
+    a non-finite score is a score, ranked as the aggregator ranks it."""
+    joined = pd.concat([scores[c].rename(c) for c in components], axis=1, join="inner")
+    values = AGGREGATORS[aggregator](joined.to_numpy(np.float64).T)
+    return pd.Series(values, index=joined.index, name="value")
+
+
 def correlate(
     results: pd.DataFrame | str | os.PathLike,
     benchmark: Benchmark | str | os.PathLike,
@@ -250,6 +303,7 @@ def correlate(
     plot_dir: str | os.PathLike | None = None,
     results_dataset: str | None = None,
     select: Mapping[str, Any] | None = None,
+    aggregates: Mapping[str, tuple[str, Sequence[str]]] | None = None,
 ) -> pd.DataFrame:
     """Rank agreement of every proxy's scores with the benchmark's accuracies on ``dataset``.
 
@@ -271,13 +325,27 @@ def correlate(
         :data:`zcjax.store.RUN_COLUMNS` (``batch_id``, ``seed``, ...) or a name inside the
         settings (``"activation_bn"``, ``"options.activation_bn"``, ``"config.channels"``;
         rows whose settings lack it, e.g. another proxy's, are kept).
+      aggregates: set-level rankings to add as rows after the proxies, ``{row name:
+        (aggregator, [component proxy, ...])}`` with an aggregator of :data:`AGGREGATORS`,
+        e.g. ``{"az_nas": ("az_nas", ["az_expressivity", "az_progressivity",
+        "az_trainability", "flops"])}``. Each is computed from the components' seed-averaged
+        scores over the architectures that have a score for every component (a non-finite
+        score counts, ranked as the aggregator ranks it), then correlated like a proxy. The
+        components need not be among ``proxies``; they are held to the same run-identity
+        rule and ``select``.
 
     Returns:
-      One row per proxy (index ``proxy``) with ``kendall_tau`` (tau-b), ``spearman_rho``,
-      ``top10pct`` and ``top50`` (names follow ``top_fraction`` and ``top_k``), ``n_archs``
-      (architectures with both a score and an accuracy), ``n_nonfinite`` (of those, dropped by
-      the correlations for a non-finite score or accuracy), ``n_missing`` (architectures of the
-      results without an accuracy), ``n_seeds`` (seeds averaged).
+      One row per proxy (index ``proxy``), then one per aggregate, with ``kendall_tau``
+      (tau-b), ``spearman_rho``, ``top10pct`` and ``top50`` (names follow ``top_fraction`` and
+      ``top_k``), ``ndcg`` (VKDNW's nDCG over all the architectures,
+      :func:`zcjax.metrics.ndcg`; NaN when an accuracy is negative), ``top1_acc`` (accuracy
+      of the architecture ranked first, :func:`zcjax.metrics.top1_accuracy`),
+      ``top10_mean_acc`` (mean accuracy of the top 10, :func:`zcjax.metrics.topk_mean_accuracy`;
+      NaN when fewer than 10 architectures have an accuracy), ``n_archs`` (architectures with
+      both a score and an accuracy), ``n_nonfinite`` (of those, dropped by the correlations
+      for a non-finite score or accuracy), ``n_missing`` (architectures of the results without
+      an accuracy), ``n_seeds`` (seeds averaged; for an aggregate, the fewest of its
+      components').
 
     Raises:
       FileNotFoundError: results or benchmark file missing.
@@ -285,18 +353,27 @@ def correlate(
         ``select`` field the results do not have.
       ValueError: malformed results; a proxy with scores of several run identities (the
         message names the differing fields); nothing matches ``select``; top_fraction
-        outside (0, 1], or top_k < 1.
+        outside (0, 1], or top_k < 1; an aggregate that is malformed, names an unknown
+        aggregator, shares a proxy's name, or needs a proxy the results do not hold.
     """
     if not 0 < top_fraction <= 1:
         raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if isinstance(proxies, str):
+        proxies = [proxies]
+    combined = _check_aggregates(aggregates, proxies or ())
+    components = [c for _, parts in combined.values() for c in parts]
     scores, seeds, accuracy, benchmark = _prepare(results, benchmark, dataset, proxies,
-                                                  results_dataset, select)
+                                                  results_dataset, select, components)
+    reported = {p: scores[p] for p in (scores if proxies is None else proxies)}
+    for row, (aggregator, parts) in _check_aggregates(aggregates, reported).items():
+        reported[row] = _aggregate_score(aggregator, parts, scores)
     fraction_column, k_column = _overlap_columns(top_fraction, top_k)
     rows = []
-    for proxy, score in scores.items():
+    for proxy, score in reported.items():
         s, a, missing = _joined(score, accuracy)
+        finite = np.isfinite(a)
         kendall = metrics.kendall_tau(s, a)
         rows.append({
             "proxy": proxy,
@@ -305,10 +382,16 @@ def correlate(
             fraction_column: (metrics.top_k_overlap(s, a, fraction=top_fraction).value
                               if len(a) else math.nan),
             k_column: metrics.top_k_overlap(s, a, k=top_k).value if len(a) >= top_k else math.nan,
+            # nDCG's gains are the accuracies: a negative task metric (a loss) has none.
+            "ndcg": metrics.ndcg(s, a).value if not np.any(a[finite] < 0) else math.nan,
+            "top1_acc": metrics.top1_accuracy(s, a).value,
+            "top10_mean_acc": (metrics.topk_mean_accuracy(s, a, k=10).value
+                               if finite.sum() >= 10 else math.nan),
             "n_archs": len(s),
             "n_nonfinite": kendall.dropped,
             "n_missing": missing,
-            "n_seeds": int(seeds.get(proxy, 1)),
+            "n_seeds": (int(seeds.get(proxy, 1)) if proxy not in combined else
+                        min(int(seeds.get(c, 1)) for c in combined[proxy][1])),
         })
         if plot_dir is not None:
             plot_rank_scatter(
