@@ -27,17 +27,20 @@ CORE = proxies.CLASSIC + ("nwot", "lnwot", "snip_snr", "synflow_snr", "grasp_snr
 # GraSP's saliencies are second-order and cancel in the sum: float32 round-off differs
 # between two XLA fusions of the same computation by ~1e-4 there (alethiometer's own
 # float32 and float64 runs differ as much).
-# Counts bounded by the batch size (distinct activation patterns): another key may well
-# give the same count, so only "same key -> same value" applies.
-SATURATING = ("linear_regions",)
+# Counts bounded by the batch size (distinct activation patterns; SWAP's sign patterns of
+# tiny_batch's 8 images): another key may well give the same count, so only "same key ->
+# same value" applies.
+SATURATING = ("linear_regions", "swap", "swap_reg")
 ROUND_OFF = {name: 1e-3 for name in ALL if "grasp" in name}
 DECOMPOSABLE = ("grad_norm", "snip", "grasp", "fisher", "synflow", "plain", "l2_norm")
-DEFAULTS = proxies.validate_options(ALL, {})  # every option at its default
+# Every option at its default, but SWAP's sample count: tiny_batch holds 8 images.
+OPTIONS = {"swap_samples": 8}
+DEFAULTS = proxies.validate_options(ALL, OPTIONS)
 
 
 @pytest.fixture(scope="module")
 def scorer():
-    return zcjax.make_scorer("nb201", ALL, config=TINY, per_layer=True)
+    return zcjax.make_scorer("nb201", ALL, config=TINY, per_layer=True, **OPTIONS)
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +136,7 @@ def test_same_key_same_value_other_key_other_value(scorer, scored, tiny_batch, n
     again = scorer(genotype, tiny_batch, jax.random.key(0))[name].score
     assert again == scored[CONNECTED_ARCHS[0]][name].score
     other = scorer(genotype, tiny_batch, jax.random.key(1))[name].score
-    if name in ("params", "flops"):
+    if name in ("params", "flops", "vkdnw_dim"):  # counts of the genotype alone
         assert other == again
     elif name not in SATURATING:
         assert other != again

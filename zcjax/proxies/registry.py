@@ -20,7 +20,7 @@ from typing import Any
 
 from zcjax.aggregate import SNR_MODES
 from zcjax.proxies import (az_nas, counts, epe_nas, gradient, jacob_cov, meco, naswot, snr, synflow,
-                           tenas, zen_zico)
+                           swap, tenas, vkdnw, zen_zico)
 from zcjax.proxies.base import Pass, ProxyFn, ProxyInputs, ProxyOutput
 from zcjax.proxies.options import Option
 from zcjax.proxies.passes import PASSES
@@ -153,7 +153,7 @@ def register(proxy: Proxy) -> None:
     _REGISTRY[proxy.name] = proxy
 
 
-for _spec in (*PASSES.values(), az_nas.FEATURES_PASS):
+for _spec in (*PASSES.values(), az_nas.FEATURES_PASS, meco.TERMS_PASS):
     register_pass(_spec)
 _BUILTIN_PASSES = frozenset(_PASSES)
 
@@ -197,6 +197,21 @@ for _builtin in (
           "AZ-NAS: mean over blocks of -s - 1/s + 2, s the block Jacobian's spectral norm"),
     Proxy("meco_layers", meco.meco_layers, ("activations",),
           "sum over layers of the min eigenvalue of the channel correlation, one sample"),
+    Proxy("meco", meco.meco, ("meco_terms",),
+          "MeCo: sum over feature maps of the min eigenvalue of the channel correlation"),
+    Proxy("meco_opt", meco.meco_opt, ("meco_terms",),
+          "MeCo_opt: MeCo's terms from 8 random channels each, scaled by C / 8"),
+    Proxy("vkdnw", vkdnw.vkdnw, (),
+          "VKDNW: entropy of the empirical Fisher spectrum's deciles (Kaiming re-init)",
+          options=vkdnw.OPTIONS),
+    Proxy("vkdnw_dim", vkdnw.vkdnw_dim, (),
+          "VKDNW: number of parameter tensors of the per-architecture PyTorch model"),
+    Proxy("swap", swap.swap, ("activations",),
+          "SWAP: number of distinct ReLU sign patterns of the neurons over S samples",
+          options=swap.OPTIONS),
+    Proxy("swap_reg", swap.swap_reg, ("activations",),
+          "SWAP times exp(-(P - mu)^2 / sigma), P the parameters in millions",
+          options=swap.REG_OPTIONS),
 ):
     register(_builtin)
 
