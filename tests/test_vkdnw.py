@@ -141,6 +141,7 @@ def test_non_finite_weights_propagate(tiny_batch, key):
     assert not np.isfinite(out["vkdnw"])
 
 
+@pytest.mark.slow  # one more compilation (~60 s) for an option check
 def test_truncating_the_tensors_changes_the_fisher(tiny_batch, key):
     images = jnp.asarray(tiny_batch[0][:4])
     genotype = nb201.encode(CONV3)
