@@ -7,6 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.stats
 
@@ -170,3 +171,30 @@ def test_az_nas_rank_one_metric_empty_set_and_non_finite_never_break_the_sum():
     ranked = aggregate.az_nas_rank([[np.nan, np.inf, -np.inf, 1.0]])
     # The three non-finite scores share the lowest ranks 1..3 (average 2).
     np.testing.assert_allclose(ranked, [math.log(2 / 4)] * 3 + [0.0])
+
+
+def test_vkdnw_rank_by_hand():
+    # Finite (dim, entropy) pairs in lexicographic order: (1, .9) twice, (2, .3), (2, .5):
+    # dense ranks 1, 2, 3 among them, shifted to 2, 3, 4 above the NaN pair's shared 1.
+    matrix = np.array([[2, 2, 1, 1, 2], [0.5, 0.3, 0.9, 0.9, np.nan], [1, 2, 3, 4, 5.0]])
+    own = np.log(np.array([4, 3, 2, 2, 1]) / 5)
+    rest = np.log(np.array([1, 2, 3, 4, 5]) / 5)
+    np.testing.assert_allclose(aggregate.vkdnw_rank(matrix), own + rest)
+    np.testing.assert_allclose(aggregate.vkdnw_rank(matrix[:2]), own)
+    assert aggregate.vkdnw_rank(np.zeros((3, 0))).shape == (0,)
+    with pytest.raises(ValueError, match="vkdnw_dim and vkdnw first"):
+        aggregate.vkdnw_rank([[1.0, 2.0]])
+
+
+def test_vkdnw_rank_is_the_authors_log_rank_sum_up_to_a_constant():
+    # VKDNW's tss_utils: log of the dense rank of the (dim, entropy) tuple plus log of the
+    # pandas average rank of each other metric; ours divides every rank by N.
+    rng = np.random.default_rng(1)
+    n = 40
+    frame = pd.DataFrame({"dim": rng.integers(3, 6, n).astype(float),
+                          "entropy": np.round(rng.uniform(0, 2, n), 1),
+                          "jacov": rng.normal(size=n), "flops": rng.integers(0, 9, n)})
+    authors = (np.log(frame[["dim", "entropy"]].apply(tuple, axis=1).rank(method="dense"))
+               + np.log(frame["jacov"].rank()) + np.log(frame["flops"].rank()))
+    ours = aggregate.vkdnw_rank(frame.to_numpy(float).T)
+    np.testing.assert_allclose(ours, authors.to_numpy() - 3 * np.log(n))

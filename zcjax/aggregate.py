@@ -148,6 +148,56 @@ def az_nas_rank(score_matrix) -> np.ndarray:
     return np.sum(np.log(np.asarray(ascending) / count), axis=0)
 
 
+def vkdnw_rank(score_matrix) -> np.ndarray:
+    """VKDNW_agg: the AZ-NAS-style sum of log(rank / N), with VKDNW's own rank as one term.
+
+    The first two rows are ``vkdnw_dim`` and ``vkdnw``: VKDNW ranks architectures by the
+    pair (dim, entropy) lexicographically, the number of Fisher tensors first and the
+    entropy within equal counts, as a DENSE rank (equal pairs share one rank, the next pair
+    gets the next integer; the authors' ``rank(method="dense")`` of the tuple). The other
+    rows enter as in :func:`az_nas_rank`; VKDNW_agg's are jacob_cov, AZ-NAS's expressivity
+    and trainability, and FLOPs. Each term is divided by N so that, as for
+    :func:`az_nas_rank`, an architecture best everywhere scores 0 (the authors' log(rank)
+    differs by the constant log N per term, which changes no ranking).
+
+    A pair with a non-finite member ranks lowest (dense rank 1, below every finite pair,
+    tied among themselves), as non-finite scores do in :func:`az_nas_rank`.
+
+    Args:
+      score_matrix: (2 + metrics, architectures): ``vkdnw_dim``, ``vkdnw``, then the
+        higher-is-better metrics.
+
+    Returns:
+      float64 (architectures,), each <= 0; empty for no architectures.
+
+    Raises:
+      ValueError: fewer than two rows.
+
+    References:
+      Tybl and Neumann, "Training-free Neural Architecture Search through Variance of
+      Knowledge of Deep Network Weights", CVPR 2025 (NB201/tss_utils.py, ``vkdnw_comb_rank``).
+    """
+    matrix = np.atleast_2d(np.asarray(score_matrix, np.float64))
+    if matrix.shape[0] < 2:
+        raise ValueError(f"vkdnw_rank needs the rows vkdnw_dim and vkdnw first, got "
+                         f"{matrix.shape[0]} row(s)")
+    count = matrix.shape[1]
+    if count == 0:
+        return np.zeros(0)
+    dims, entropies = matrix[0], matrix[1]
+    finite = np.isfinite(dims) & np.isfinite(entropies)
+    pairs = np.stack([dims[finite], entropies[finite]], axis=1)
+    dense = np.ones(count)
+    if pairs.size:
+        # np.unique sorts rows lexicographically; inverse + 1 is each pair's dense rank among
+        # the finite pairs, shifted above the shared rank 1 of the non-finite ones.
+        _, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        dense[finite] = inverse.reshape(-1) + 1 + (not finite.all())
+    own = np.log(dense / count)
+    rest = az_nas_rank(matrix[2:]) if matrix.shape[0] > 2 else np.zeros(count)
+    return own + rest
+
+
 def score_product(score_matrix) -> np.ndarray:
     """The product of network scores across metrics, per architecture (NaN propagates)."""
     return np.prod(np.atleast_2d(np.asarray(score_matrix, np.float64)), axis=0)

@@ -98,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
                            metavar="[ROW:]AGGREGATOR=PROXY,PROXY,...",
                            help="add a row that ranks the architectures having a score for "
                            "every listed proxy with a set-level aggregator (az_nas: sum of "
-                           "log(rank / N); rank_average: minus the TE-NAS mean rank) and "
+                           "log(rank / N); vkdnw_agg: the same with VKDNW's dense rank of "
+                           "(vkdnw_dim, vkdnw) as the first term, so list vkdnw_dim,vkdnw "
+                           "first; rank_average: minus the TE-NAS mean rank) and "
                            "correlates it like a proxy; the row is named ROW, else AGGREGATOR; "
                            "e.g. az_nas=az_expressivity,az_progressivity,az_trainability,flops; "
                            "repeatable (default: none)")

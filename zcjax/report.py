@@ -255,10 +255,13 @@ def _negated_rank_average(score_matrix) -> np.ndarray:
     return -aggregate.rank_average(score_matrix)
 
 
-AGGREGATORS = {"az_nas": aggregate.az_nas_rank, "rank_average": _negated_rank_average}
+AGGREGATORS = {"az_nas": aggregate.az_nas_rank, "vkdnw_agg": aggregate.vkdnw_rank,
+               "rank_average": _negated_rank_average}
 """Set-level rankings :func:`correlate` can add as rows, by name: ``az_nas``
-(:func:`zcjax.aggregate.az_nas_rank`, sum of log(rank / N)) and ``rank_average`` (minus the
-TE-NAS mean rank, :func:`zcjax.aggregate.rank_average`, so that higher is better)."""
+(:func:`zcjax.aggregate.az_nas_rank`, sum of log(rank / N)), ``vkdnw_agg``
+(:func:`zcjax.aggregate.vkdnw_rank`: components ``vkdnw_dim``, ``vkdnw`` first, then e.g.
+``jacob_cov``, ``az_expressivity``, ``az_trainability``, ``flops``) and ``rank_average``
+(minus the TE-NAS mean rank, :func:`zcjax.aggregate.rank_average`, so that higher is better)."""
 
 
 def _check_aggregates(aggregates, proxy_names) -> dict[str, tuple[str, list[str]]]:

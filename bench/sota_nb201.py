@@ -1,0 +1,158 @@
+"""The strongest training-free proxies since the paper (AZ-NAS, MeCo, SWAP, VKDNW) next to
+zcjax's T-CET(SNIP), SNIP-SNR, naswot and zico on NB201, against NATS-Bench test accuracy.
+
+Scores the seeded uniform sample of ``reproduce_nb201.py`` (``nb201.sample(key(0), n)``)
+at full size (C=16, N=5), once per dataset with that dataset's bundled images and class
+count, into a resumable results store (one Parquet part per ``--chunk`` architectures, so
+a run stopped at any point loses at most one chunk), then writes a Markdown table of
+Kendall tau and Spearman rho with bootstrap standard errors, nDCG and top-10 mean
+accuracy, the published numbers of ../shared/SOTA.md beside them.
+
+  python bench/sota_nb201.py --out bench/sota --n 1000 \\
+      --benchmark ../shared/data/nb201/nb201_accuracies.csv.gz --table bench/SOTA.md
+
+Rerunning resumes; ``--no-score`` only correlates what the store holds (datasets with no
+rows yet are left out of the table). On a 2-core CPU one architecture costs ~15 s for the
+whole set after a ~6 min compilation; on a GPU run it with a larger ``--chunk``.
+Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+import zcjax
+from zcjax import bulk, report, store
+from zcjax.spaces import nb201
+
+PROXIES = ("az_expressivity", "az_progressivity", "az_trainability", "flops", "meco",
+           "meco_opt", "swap", "swap_reg", "vkdnw", "vkdnw_dim", "tcet_snip", "snip_snr",
+           "naswot", "zico", "jacob_cov")
+AGGREGATES = {"az_nas": ("az_nas", ["az_expressivity", "az_progressivity", "az_trainability",
+                                    "flops"]),
+              "vkdnw_agg": ("vkdnw_agg", ["vkdnw_dim", "vkdnw", "jacob_cov", "az_expressivity",
+                                          "az_trainability", "flops"])}
+REPORTED = tuple(p for p in PROXIES if p != "vkdnw_dim") + tuple(AGGREGATES)
+DATASETS = ("cifar10", "cifar100", "imagenet16-120")
+# ../shared/SOTA.md: Kendall tau on all 15625 NB201 networks (CIFAR-10, CIFAR-100,
+# ImageNet16-120), as each method's paper reports it.
+PUBLISHED = {
+    "az_nas": (0.741, 0.723, 0.710),
+    "vkdnw_agg": (0.750, 0.753, 0.743),
+    "tcet_snip": (0.69, 0.65, 0.62),
+    "snip_snr": (0.68, 0.65, 0.63),
+    "naswot": (0.58, 0.62, 0.60),
+}
+SAMPLE_SEED, BATCH_SIZE, BOOTSTRAP = 0, 64, 200
+
+
+def sample(n: int):
+    return nb201.sample(jax.random.key(SAMPLE_SEED), n)
+
+
+def score(out: Path, n: int, datasets, *, workers: int, chunk: int) -> None:
+    genotypes = sample(n)
+    for dataset in datasets:
+        info = zcjax.data.DATASETS[dataset]
+        batch = zcjax.data.sample_batch(dataset, BATCH_SIZE, key=jax.random.key(0))
+        config = nb201.Config(num_classes=info.num_classes, image_size=info.image_size)
+        summary = bulk.score_space("nb201", PROXIES, batch, key=0, out=out, dataset=dataset,
+                                   archs=genotypes, config=config, workers=workers,
+                                   chunk=chunk)
+        print(f"{dataset}: {summary.rows_written} rows written, {summary.rows_skipped} "
+              f"already stored, {summary.non_finite} non-finite, {summary.seconds:.0f} s",
+              file=sys.stderr)
+
+
+def bootstrap_se(scores: np.ndarray, accuracy: np.ndarray, correlation) -> float:
+    """Standard error of a rank correlation over architectures resampled with replacement
+    (seeded, BOOTSTRAP resamples; non-finite scores dropped as correlate drops them)."""
+    keep = np.isfinite(scores) & np.isfinite(accuracy)
+    result = stats.bootstrap((scores[keep], accuracy[keep]),
+                             lambda s, a: correlation(s, a).statistic, paired=True,
+                             vectorized=False, n_resamples=BOOTSTRAP, method="percentile",
+                             random_state=np.random.default_rng(0))
+    return float(result.standard_error)
+
+
+def _aligned(results, benchmark, dataset, proxy):
+    """(scores, accuracies) of the archs that have both, for the bootstrap."""
+    accuracy = benchmark.accuracies[dataset]
+    if proxy in AGGREGATES:
+        aggregator, parts = AGGREGATES[proxy]
+        grouped = results[results["proxy"].isin(parts)].groupby(["arch", "proxy"]).value
+        # Archs with a row for every part; a NaN score is a score, as correlate keeps it.
+        present = grouped.size().unstack().reindex(columns=parts).notna().all(axis=1)
+        wide = grouped.mean().unstack().reindex(columns=parts)[present]
+        values = pd.Series(report.AGGREGATORS[aggregator](wide.to_numpy(float).T), wide.index)
+    else:
+        values = results[results["proxy"] == proxy].groupby("arch").value.mean()
+    joined = pd.concat([values.rename("s"), accuracy.rename("a")], axis=1, join="inner")
+    return joined["s"].to_numpy(float), joined["a"].to_numpy(float)
+
+
+def table(out: Path, benchmark_path: str, n: int) -> str:
+    results = store.read_results(out)
+    results = results[results["arch"].isin(set(nb201.arch_strings(sample(n))))]
+    benchmark = zcjax.benchmarks.load_benchmark(benchmark_path)
+    datasets = [d for d in DATASETS if (results["dataset"] == d).any()]
+    lines = ["| proxy | dataset | archs | non-finite | Kendall tau +- SE (published) "
+             "| Spearman rho +- SE | nDCG | top-10 mean acc |", "|---" * 8 + "|"]
+    for dataset in datasets:
+        rows = results[results["dataset"] == dataset]
+        report = zcjax.correlate(rows, benchmark, dataset,
+                                 proxies=[p for p in PROXIES if p != "vkdnw_dim"],
+                                 aggregates=AGGREGATES)
+        for proxy in REPORTED:
+            line = report.loc[proxy]
+            s, a = _aligned(rows, benchmark, dataset, proxy)
+            published = PUBLISHED.get(proxy)
+            tau = (f"{line.kendall_tau:.3f} +- {bootstrap_se(s, a, stats.kendalltau):.3f}"
+                   + (f" ({published[DATASETS.index(dataset)]:.3f})" if published else ""))
+            rho = f"{line.spearman_rho:.3f} +- {bootstrap_se(s, a, stats.spearmanr):.3f}"
+            lines.append(f"| {proxy} | {dataset} | {int(line.n_archs)} | "
+                         f"{int(line.n_nonfinite)} | {tau} | {rho} | {line.ndcg:.3f} | "
+                         f"{line.top10_mean_acc:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="results store directory")
+    parser.add_argument("--n", type=int, default=1000, help="sample size (default 1000)")
+    parser.add_argument("--datasets", default=",".join(DATASETS),
+                        help="comma-separated datasets to score, in order (default: all three)")
+    parser.add_argument("--benchmark", default="nb201",
+                        help="NB201 accuracy CSV path or name (zcjax.benchmarks)")
+    parser.add_argument("--table", type=Path, help="also write the Markdown table here")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--chunk", type=int, default=10,
+                        help="architectures per part file (default 10)")
+    parser.add_argument("--no-score", action="store_true",
+                        help="only correlate what the store holds")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    if not args.no_score:
+        score(args.out, args.n, args.datasets.split(","), workers=args.workers,
+              chunk=args.chunk)
+    text = table(args.out, args.benchmark, args.n)
+    print(text)
+    if args.table:
+        machine = f"{platform.machine()}, {jax.devices()[0].device_kind}, jax {jax.__version__}"
+        args.table.write_text(f"{text}\n\nsample of {args.n} archs (seed {SAMPLE_SEED}), "
+                              f"batch {BATCH_SIZE}; {machine}; "
+                              f"{time.perf_counter() - started:.0f} s\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
