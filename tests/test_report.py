@@ -133,7 +133,7 @@ def test_aggregates_are_rows_correlated_like_proxies(synthetic):
 
 def test_aggregate_errors_name_the_culprit(synthetic):
     results, bench, _, _ = synthetic
-    with pytest.raises(ValueError, match="unknown aggregator 'az'; known: az_nas, rank_average"):
+    with pytest.raises(ValueError, match="unknown aggregator 'az'; known: az_nas, vkdnw_agg, rank_average"):
         zcjax.correlate(results, bench, "cifar10", aggregates={"x": ("az", ["good"])})
     with pytest.raises(ValueError, match="needs proxy 'flops'.*hold: good, flaky"):
         zcjax.correlate(results, bench, "cifar10",
