@@ -67,7 +67,7 @@ import numpy as np
 from flax import linen
 
 from zcjax import nn
-from zcjax.network import Layer, Network
+from zcjax.network import Block, Layer, Network
 from zcjax.space import SearchSpace
 from zcjax.spaces import ops
 from zcjax.spaces._network import ConvBN, SpaceModule, make_network
@@ -583,8 +583,20 @@ class Cell(SpaceModule):
     config: Config
 
     @linen.compact
-    def __call__(self, s0: Array, s1: Array, genotype) -> tuple[Array, list[Array]]:
+    def __call__(self, s0: Array | None, s1: Array, genotype) -> tuple[Array, list[Array]]:
+        """``s0`` is None in the first cell, whose two inputs are both the stem's output.
+
+        As a block (AZ-NAS's), the cell's input is ``s1``, the previous block's output:
+        the first cell's one input is perturbed once and read twice, so its gradient is
+        the whole cell's; a later cell's ``s0`` (two blocks back) is cut when isolating,
+        so the gradient at ``s1`` is this cell's alone.
+        """
         cell, config, c = self.cell, self.config, self.cell.channels
+        s1 = self.block_input(s1)
+        if s0 is None:
+            s0 = s1
+        elif self.isolate_blocks:
+            s0 = jax.lax.stop_gradient(s0)
         bn_inputs = []
         if cell.reduction_prev:
             s0, bn_input = FactorizedReducePreprocess(cell.c_pp, c, bn=self.bn,
@@ -633,7 +645,7 @@ class Cell(SpaceModule):
         self._sow_relu_inputs(s0, s1, nodes, taps["relu_mid"], slots)
         # concat(nodes, channels): node-major channel order, as torch.cat(states[2:], 1).
         out = jnp.moveaxis(nodes, 0, -2).reshape(tap_shape[:-1] + (NUM_NODES * c,))
-        return out, bn_inputs
+        return self.block_output(out), bn_inputs
 
     def _scan_slots(self, strided, plain, params, eps, s0, s1, slots, tap_shape):
         """The slots as a scan over (params, eps, slot, input, op); carry: the 4 nodes.
@@ -696,12 +708,13 @@ class DartsNetwork(SpaceModule):
         config = self.config
         stem = ConvBN(3, config.stem_multiplier * config.channels, 3, relu=False,
                       bn=self.bn, compiled=self.compiled, name="stem")(images)
-        s0 = s1 = stem
+        s0, s1 = None, self.block_output(stem, "stem_output")
         # The inputs of BatchNorms that follow no single layer (after the concatenated
         # FactorizedReduce halves of preprocessing), declared even when there are none.
         self.sow("features", "bn_input", None, init_fn=tuple, reduce_fn=lambda xs, _: xs)
         for cell in _cells(config):
             out, bn_inputs = Cell(cell, config, bn=self.bn, compiled=self.compiled,
+                                  isolate_blocks=self.isolate_blocks,
                                   name=cell.name)(s0, s1, genotype)
             for bn_input in bn_inputs:
                 self.sow("features", "bn_input", bn_input)
@@ -771,6 +784,13 @@ def reference_network(config: Config = Config()) -> Network:
     return _make_network(config, compiled=False)
 
 
+def _blocks(config: Config) -> tuple[Block, ...]:
+    """The stem, then every cell (see :class:`Cell` for what a cell's input is)."""
+    return (Block("stem", ("stem_output",)),) + tuple(
+        Block(cell.name, (cell.name, "output"), input_path=(cell.name, "input"))
+        for cell in _cells(config))
+
+
 def _make_network(config: Config, *, compiled: bool) -> Network:
     layers, selectors = _layer_table(config)
     cell_types = np.asarray([s[0] for s in selectors], np.int32)
@@ -792,7 +812,8 @@ def _make_network(config: Config, *, compiled: bool) -> Network:
         traced=lambda genotype: jnp.asarray(genotype, jnp.int32),
         concrete=lambda genotype: tuple(tuple(tuple(int(v) for v in pair) for pair in cell)
                                         for cell in validate_genotype(genotype)),
-        layers=layers, active=active, param_count=param_count, flops=flops)
+        layers=layers, active=active, param_count=param_count, flops=flops,
+        blocks=_blocks(config))
 
 
 SPACE = SearchSpace(

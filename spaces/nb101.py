@@ -73,7 +73,7 @@ import numpy as np
 from flax import linen
 
 from zcjax import initialisation, nn
-from zcjax.network import Layer, Network
+from zcjax.network import BLOCK_PERTURBATIONS, BLOCKS, Block, Layer, Network
 from zcjax.space import SearchSpace
 from zcjax.spaces._network import SpaceModule, apply_module
 from zcjax.spaces.ops import max_pool
@@ -609,7 +609,11 @@ class CellStack(SpaceModule):
     Scanning keeps one cell body in the compiled program per run of same-shaped cells
     (5 bodies instead of 9 in the benchmark's network); parameters, perturbations and
     sown values are stacked on a leading cell axis. The first cell of a stack changes the
-    channel count, so it runs alone in a stack of its own.
+    channel count, so it runs alone in a stack of its own; after the first stack, that
+    cell starts with the 2x2 max-pool (``pool``).
+
+    Each cell is a block (AZ-NAS's): its input, the previous block's output (before the
+    pool), is perturbable and, when isolating, cut off.
     """
 
     in_channels: int
@@ -617,11 +621,20 @@ class CellStack(SpaceModule):
     channels: tuple[int, ...]  # interior vertices
     to_output: tuple[bool, ...]
     cells: int
+    pool: bool = False
 
     @linen.compact
     def __call__(self, x: Array, matrix, ops) -> Array:
         widths = (self.in_channels,) + tuple(self.channels) + (self.out_channels,)
         size, count = len(widths), self.cells
+        if self.pool and count != 1:
+            raise ValueError("a pooling CellStack holds one cell (the one that doubles the "
+                             f"channels), not {count}")
+        input_eps = self.perturb("input", jnp.zeros((count,) + x.shape, x.dtype),
+                                 collection=BLOCK_PERTURBATIONS)
+        cut = jax.lax.stop_gradient if self.isolate_blocks else (lambda h: h)
+        shape = x.shape if not self.pool else (x.shape[0], x.shape[1] // 2, x.shape[2] // 2,
+                                               x.shape[3])  # MaxPool2d(2, 2) floors
 
         def conv_bn(name, c_in, c_out, kernel_size):
             kernel = nn.ConvParams(c_in, c_out, kernel_size, count, name=f"{name}_conv")()
@@ -633,22 +646,30 @@ class CellStack(SpaceModule):
                   for t in range(1, size - 1)}
         params.update({f"input{t}": conv_bn(f"input{t}", self.in_channels, widths[t], 1)
                        for t in range(1, size)})
-        eps = {name: self.perturb(name, jnp.zeros((count,) + x.shape[:-1] + (widths[t],),
+        eps = {name: self.perturb(name, jnp.zeros((count,) + shape[:-1] + (widths[t],),
                                                   x.dtype))
                for t in range(1, size) for name in (f"input{t}", f"vertex{t}") if
                name != f"vertex{size - 1}"}
         cell = functools.partial(_cell, matrix=matrix, ops=ops, widths=widths,
                                  to_output=self.to_output, bn=self.bn, compiled=self.compiled)
+
+        def step(h, per_cell):
+            cell_params, cell_eps, cell_input_eps = per_cell
+            cell_input = cut(h) + cell_input_eps
+            h = max_pool(cell_input, 2, 2, 0) if self.pool else cell_input
+            y, cell_taps = cell(cell_params, h, eps=cell_eps)
+            return y, (cell_taps, cell_input, y)
+
         if self.compiled and self.in_channels == self.out_channels:  # a carry keeps its shape
-            x, taps = jax.lax.scan(lambda h, per_cell: cell(per_cell[0], h, eps=per_cell[1]),
-                                   x, (params, eps))
+            x, (taps, inputs, outputs) = jax.lax.scan(step, x, (params, eps, input_eps))
         else:
             per_cell = []
             for index in range(count):
-                x, cell_taps = cell(jax.tree.map(lambda p: p[index], params), x,
-                                    eps=jax.tree.map(lambda e: e[index], eps))
-                per_cell.append(cell_taps)
-            taps = jax.tree.map(lambda *values: jnp.stack(values), *per_cell)
+                x, sown = step(x, jax.tree.map(lambda a: a[index], (params, eps, input_eps)))
+                per_cell.append(sown)
+            taps, inputs, outputs = jax.tree.map(lambda *values: jnp.stack(values), *per_cell)
+        self.sow(BLOCKS, "input", inputs)
+        self.sow(BLOCKS, "output", outputs)
         for name, (out, normed, readers) in taps.items():
             self.sow("intermediates", name, out)
             # NB101's ReLUs are plain nn.ReLU modules (its wrapper class, "ConvBnRelu", does
@@ -674,17 +695,28 @@ class NB101Network(SpaceModule):
         self.sow("intermediates", "stem", out)
         one = jnp.ones((), jnp.int32)
         self.sow("relu", "stem", (normed, one, jnp.zeros_like(one)))
+        x = self.block_output(x, "stem_output")
         for stack, first, cells, c_in, c_out in _runs(self.config):
-            if stack and not first:
-                x = max_pool(x, 2, 2, 0)
             x = CellStack(c_in, c_out, self.sig.channels[stack], self.sig.to_output, cells,
-                          bn=self.bn, compiled=self.compiled,
+                          pool=bool(stack and not first), bn=self.bn, compiled=self.compiled,
+                          isolate_blocks=self.isolate_blocks,
                           name=f"cells_{stack}_{first}")(x, ops=ops, matrix=matrix)
         self.sow("features", "pre_gap", x)
         logits = nn.Dense(self.config.num_classes, name="classifier")(nn.global_avg_pool(x))
         logits = self.perturb("logits", logits)
         self.sow("intermediates", "logits", logits)
         return logits
+
+
+def _blocks(config: Config) -> tuple[Block, ...]:
+    """The stem, then every cell (:class:`CellStack`'s), the pools inside the cells after
+    them: AZ-NAS's feature maps."""
+    blocks = [Block("stem", ("stem_output",))]
+    for stack, first, cells, _, _ in _runs(config):
+        name = f"cells_{stack}_{first}"
+        blocks += [Block(f"{name}/{cell}", (name, "output"), (cell,), (name, "input"), (cell,))
+                   for cell in range(cells)]
+    return tuple(blocks)
 
 
 def _runs(config: Config):
@@ -803,9 +835,11 @@ def _network(config: Config, sig: Signature, compiled: bool) -> Network:
         return {"params": initialisation.init_variables(
             lambda k: module.init(k, images, *zeros)["params"], key, init_draw)}
 
-    def apply(variables, genotype, images, *, bn="batch", reduction_bn=None, capture=False):
+    def apply(variables, genotype, images, *, bn="batch", reduction_bn=None, capture=False,
+              isolate_blocks=False):
         del reduction_bn  # NB101 has no residual reduction blocks
-        module = NB101Network(config, sig, bn=bn, compiled=compiled)
+        module = NB101Network(config, sig, bn=bn, compiled=compiled,
+                              isolate_blocks=isolate_blocks)
         matrix, ops = pruned(genotype)
         if compiled:
             matrix, ops = jnp.asarray(matrix, jnp.int32), jnp.asarray(ops, jnp.int32)
@@ -839,6 +873,7 @@ def _network(config: Config, sig: Signature, compiled: bool) -> Network:
         flops=functools.partial(counts, flop_costs),
         num_classes=config.num_classes,
         image_size=config.image_size,
+        blocks=_blocks(config),
     )
 
 

@@ -59,7 +59,7 @@ import numpy as np
 from flax import linen
 
 from zcjax import nn
-from zcjax.network import Layer, Network
+from zcjax.network import Block, Layer, Network
 from zcjax.space import SearchSpace
 from zcjax.spaces import _cell, ops
 from zcjax.spaces._cell import CONV_OPS, EDGE_NAMES, EDGES, NUM_EDGES
@@ -404,6 +404,7 @@ class ReductionCell(SpaceModule):
 
     @linen.compact
     def __call__(self, x: Array, genotype) -> Array:
+        x = self.block_input(x)
         size = (_strided(x.shape[1], self.stride), _strided(x.shape[2], self.stride))
         out_shape = (x.shape[0],) + size + (self.out_channels,)
         params = {
@@ -446,7 +447,7 @@ class ReductionCell(SpaceModule):
             for source in (1, 2)
         ])
         self.sow("relu", "nodes", (jnp.stack(nodes[1:]), readers, readers))
-        return y
+        return self.block_output(y)
 
 
 # ---------------------------------------------------------------------------
@@ -464,15 +465,16 @@ class TNB101MicroNetwork(SpaceModule):
                    name="stem_0")(images)
         x = ConvBN(half, config.base_channels, 3, 2, bn=self.bn, compiled=self.compiled,
                    name="stem_1")(x)
+        x = self.block_output(x, "stem_output")
+        settings = {"bn": self.bn, "compiled": self.compiled,
+                    "isolate_blocks": self.isolate_blocks}
         for layer in _layers(config):
             if layer.reduces:
                 x = ReductionCell(layer.in_channels, layer.out_channels, layer.stride,
-                                  bn=self.bn, compiled=self.compiled,
-                                  name=f"layer{layer.index}_reduction")(x, genotype)
+                                  name=f"layer{layer.index}_reduction", **settings)(x, genotype)
             if layer.normal_cells:
                 x = _cell.CellStack(layer.out_channels, layer.normal_cells, num_ops=len(OPS),
-                                    bn=self.bn, compiled=self.compiled,
-                                    name=f"layer{layer.index}_cells")(x, genotype)
+                                    name=f"layer{layer.index}_cells", **settings)(x, genotype)
         self.sow("features", "pre_gap", x)
         # Every BatchNorm input is a layer output here (FactorizedReduce's aside): declare
         # an empty list of other BatchNorm inputs.
@@ -523,6 +525,18 @@ def _layer_table(config: Config) -> tuple[tuple[Layer, ...], np.ndarray, np.ndar
     return table.build()
 
 
+def _blocks(config: Config) -> tuple[Block, ...]:
+    """The stem (both convs), then per layer its reduction cell (if it reduces) and its
+    normal cells: AZ-NAS's feature maps."""
+    blocks = [Block("stem", ("stem_output",))]
+    for layer in _layers(config):
+        if layer.reduces:
+            cell = f"layer{layer.index}_reduction"
+            blocks.append(Block(cell, (cell, "output"), input_path=(cell, "input")))
+        blocks += _cell.cell_stack_blocks(f"layer{layer.index}_cells", layer.normal_cells)
+    return tuple(blocks)
+
+
 @functools.lru_cache(maxsize=None)
 def network(config: Config = Config()) -> Network:
     """The compiled-once TNB101 micro network for ``config`` (a :class:`Network`)."""
@@ -546,7 +560,7 @@ def _make_network(config: Config, *, compiled: bool) -> Network:
         traced=lambda genotype: jnp.asarray(genotype, jnp.int32),
         concrete=lambda genotype: tuple(int(op) for op in validate_genotype(genotype)),
         layers=layers, active=edge_layers_active(layer_edges, layer_ops),
-        param_count=param_count, flops=flops)
+        param_count=param_count, flops=flops, blocks=_blocks(config))
 
 
 SPACE = SearchSpace(

@@ -39,20 +39,35 @@ DEFAULTS = proxies.validate_options(ALL, OPTIONS)
 
 
 @pytest.fixture(scope="module")
-def scorer():
-    return zcjax.make_scorer("nb201", ALL, config=TINY, per_layer=True, **OPTIONS)
-
-
-@pytest.fixture(scope="module")
 def tiny_network():
     """One network object, so tests that jit the same proxies share the program."""
     return nb201.network(TINY)
 
 
 @pytest.fixture(scope="module")
-def scored(scorer, tiny_batch):
+def score_all(tiny_network, tiny_batch):
+    """``score_all(arch, key, variables=None)``: every proxy's output, per layer, by one
+    compiled program (the scorer's computation after the initialisation, which is
+    ``variables`` when given): the checks that change the weights share it."""
+    images, labels = tiny_batch
+    resolved = proxies.resolve(ALL)
+    program = jax.jit(lambda variables, genotype, key: api.proxy_outputs(
+        tiny_network, resolved, variables, genotype, images, labels, key, DEFAULTS))
+    init = jax.jit(lambda key: tiny_network.init(api.init_key(key), images[:1]))
+
+    @api.in_x64  # the scorer's scope
+    def run(arch, key, variables=None):
+        variables = init(key) if variables is None else variables
+        return jax.device_get(program(variables, jnp.asarray(nb201.encode(arch)), key))
+
+    run.program = program
+    return run
+
+
+@pytest.fixture(scope="module")
+def scored(score_all):
     """Every proxy on every test architecture, key 0."""
-    return {arch: scorer(nb201.encode(arch), tiny_batch, jax.random.key(0)) for arch in ARCHS}
+    return {arch: score_all(arch, jax.random.key(0)) for arch in ARCHS}
 
 
 def _inputs(network, variables, arch, batch, key=jax.random.key(0)):
@@ -105,9 +120,17 @@ def test_every_proxy_is_finite_on_real_images(scored, arch):
         assert np.isfinite(output.score), (name, arch)
 
 
-def test_one_compilation_serves_every_architecture(scorer, scored):
+def test_one_compilation_serves_every_architecture(score_all, scored):
     assert len(scored) == len(ARCHS)
-    assert scorer.compiled._cache_size() == 1
+    assert score_all.program._cache_size() == 1
+
+
+def test_the_scorer_computes_what_the_suite_checks(scored, tiny_batch):
+    scorer = zcjax.make_scorer("nb201", ("snip", "naswot", "params"), config=TINY)
+    got = scorer(nb201.encode(CONNECTED_ARCHS[0]), tiny_batch, jax.random.key(0))
+    for name, value in got.items():
+        np.testing.assert_allclose(value, scored[CONNECTED_ARCHS[0]][name].score, rtol=1e-5,
+                                   err_msg=name)
 
 
 # Op-by-op execution costs ~15-80 s a proxy: CI runs one proxy of each pass (loss
@@ -131,18 +154,17 @@ def test_jit_equals_eager(scored, tiny_batch, name):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_same_key_same_value_other_key_other_value(scorer, scored, tiny_batch, name):
-    genotype = nb201.encode(CONNECTED_ARCHS[0])
-    again = scorer(genotype, tiny_batch, jax.random.key(0))[name].score
+def test_same_key_same_value_other_key_other_value(score_all, scored, name):
+    again = score_all(CONNECTED_ARCHS[0], jax.random.key(0))[name].score
     assert again == scored[CONNECTED_ARCHS[0]][name].score
-    other = scorer(genotype, tiny_batch, jax.random.key(1))[name].score
+    other = score_all(CONNECTED_ARCHS[0], jax.random.key(1))[name].score
     if name in ("params", "flops", "vkdnw_dim"):  # counts of the genotype alone
         assert other == again
     elif name not in SATURATING:
         assert other != again
 
 
-def test_unused_parameters_never_count(tiny_network, tiny_batch):
+def test_unused_parameters_never_count(score_all, tiny_network):
     network = tiny_network
     arch = ARCHS[0]
     variables = network.init(jax.random.key(3))
@@ -161,14 +183,16 @@ def test_unused_parameters_never_count(tiny_network, tiny_batch):
                         3.0 * jax.random.normal(sub, value.shape[1:]))
                     scrambled += 1
     assert scrambled > 0
-    # separately=True: the program test_sharing_passes_changes_nothing compiles too.
-    before = _run(CORE, _inputs(network, variables, arch, tiny_batch), separately=True)
-    after = _run(CORE, _inputs(network, {"params": params}, arch, tiny_batch),
-                 separately=True)
-    for name in CORE:
-        np.testing.assert_allclose(after[name], before[name], rtol=1e-6, err_msg=name)
+    before = score_all(arch, jax.random.key(0), variables)
+    after = score_all(arch, jax.random.key(0), {"params": params})
+    for name in ALL:
+        np.testing.assert_allclose(after[name].score, before[name].score, rtol=1e-6,
+                                   err_msg=name)
 
 
+# Compiles every proxy of CORE on its own (~400 s on a 2-core CPU); in CI,
+# test_jit_equals_eager holds one proxy of each pass, run alone, to the shared program.
+@pytest.mark.slow
 def test_sharing_passes_changes_nothing(scored, tiny_network, tiny_batch):
     arch = CONNECTED_ARCHS[1]
     network = tiny_network

@@ -9,6 +9,7 @@ keys, hand-computed counts) stay in ``test_<space>.py``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 from typing import Any
 
@@ -21,9 +22,15 @@ import pytest
 import zcjax
 from conftest import ARCHS, random_variables
 from zcjax import space as space_registry
-from zcjax.network import get_path, layer_outputs, layer_weights, sown_values
+from zcjax.network import (BLOCKS, block_inputs, block_outputs, block_vjp, get_path,
+                           layer_outputs, layer_weights, sown_values)
 from zcjax.proxies.base import cross_entropy
 from zcjax.space import CAPABILITIES, SearchSpace
+
+
+# The later proxies that read no fixed image size (meco's 64x64 Gaussian and swap's
+# sample count have their own every-space tests: tests/test_meco.py, tests/test_swap.py).
+SOTA_PROXIES = ("az_expressivity", "az_progressivity", "az_trainability", "vkdnw", "vkdnw_dim")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,6 +320,69 @@ def test_layer_outputs_are_those_of_the_active_layers(case, runs):
 # ------------------------------------------------------------ the layer table
 
 
+# ------------------------------------------------------------------ the blocks
+
+
+@pytest.fixture(scope="module")
+def block_runs(case, case_batch):
+    """On the scoring config (the smaller network), compiled (jitted) for the first two
+    fixture archs and reference (eager) for the first, in float64: the blocks' sown inputs
+    and outputs, the isolated pullback of random signs on every block's output, and of
+    the signs on the middle block's output alone."""
+    config = dataclasses.replace(case.config, **case.fixture.scoring)
+    images = jax.image.resize(case_batch[0], (len(case_batch[0]), config.image_size,
+                                              config.image_size, 3), "bilinear")
+
+    def blocks_of(network, variables, genotype):
+        _, taps = network.apply(variables, genotype, images, capture=True)
+        outputs, pullback = block_vjp(network, variables, genotype, images)
+        signs = [jax.random.rademacher(jax.random.fold_in(jax.random.key(3), k), out.shape,
+                                       out.dtype) for k, out in enumerate(outputs)]
+        middle = len(outputs) // 2
+        alone = [s if k == middle else jnp.zeros_like(s) for k, s in enumerate(signs)]
+        return (block_inputs(network, taps[BLOCKS]), block_outputs(network, taps[BLOCKS]),
+                outputs, pullback(signs), pullback(alone))
+
+    compiled = case.network(config=config)
+    reference = case.network(reference=True, config=config)
+    with jax.enable_x64(True):
+        images = images.astype(jnp.float64)
+        variables = jax.tree.map(lambda value: value.astype(jnp.float64),
+                                 random_variables(compiled, jax.random.key(7)))
+        step = jax.jit(functools.partial(blocks_of, compiled))
+        got = [jax.device_get(step(variables, g)) for g in case.genotypes[:2]]
+        want = [jax.device_get(blocks_of(reference, variables, case.genotypes[0]))]
+    return types.SimpleNamespace(network=compiled, got=got, want=want)
+
+
+def test_blocks_chain_from_the_stem_and_isolate(block_runs):
+    network = block_runs.network
+    assert network.blocks and network.blocks[0].input_path is None
+    assert all(block.input_path is not None for block in network.blocks[1:])
+    assert len({block.name for block in network.blocks}) == len(network.blocks)
+    middle = len(network.blocks) // 2
+    for inputs, outputs, isolated_outputs, grads, alone in block_runs.got:
+        # Each block reads what the block before it wrote, isolation changes no value.
+        for k in range(1, len(outputs)):
+            np.testing.assert_array_equal(inputs[k], outputs[k - 1])
+        chex.assert_trees_all_equal(isolated_outputs, outputs)
+        # Isolated: the middle block's signs reach its own input and no other block's.
+        assert grads[0] is None and alone[0] is None
+        for k in range(1, len(outputs)):
+            chex.assert_shape(grads[k], inputs[k].shape)
+            if k == middle:
+                np.testing.assert_array_equal(alone[k], grads[k])
+            else:
+                assert not np.any(alone[k]), network.blocks[k].name
+    assert np.any(block_runs.got[0][4][middle])  # the first arch is connected
+
+
+def test_compiled_blocks_equal_the_reference(block_runs):
+    for got, want in zip(block_runs.got, block_runs.want):
+        chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-9 * _largest(
+            [leaf for leaf in jax.tree.leaves(want) if leaf is not None]))
+
+
 def test_layer_table_aligns_with_the_parameters_and_the_active_mask(case):
     network = case.network()
     names = [layer.name for layer in network.layers]
@@ -353,9 +423,10 @@ def test_make_scorer_gives_finite_scores(case, case_batch):
     images, labels = case_batch
     images = jax.image.resize(images, (len(images), config.image_size, config.image_size, 3),
                               "bilinear")
-    scorer = zcjax.make_scorer(case.space.name, ("snip", "naswot"), config=config)
+    names = ("snip", "naswot") + SOTA_PROXIES
+    scorer = zcjax.make_scorer(case.space.name, names, config=config)
     scores = scorer(case.genotypes[0], (images, labels % config.num_classes), jax.random.key(0))
-    assert set(scores) == {"snip", "naswot"}
+    assert set(scores) == set(names)
     assert all(np.isfinite(value) for value in scores.values()), scores
 
 

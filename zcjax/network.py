@@ -194,6 +194,50 @@ def block_inputs(network: Network, tree: Mapping[str, Any], *, sown: bool = True
     return values
 
 
+def zero_block_perturbations(network: Network, blocks: Mapping[str, Any]) -> dict:
+    """Zeros at every block input's path (a ``block_perturbations`` tree), shaped as the
+    inputs in a captured (or ``eval_shape``'d) ``blocks`` collection."""
+    tree: dict = {}
+    for block in network.blocks:
+        if block.input_path is None:
+            continue
+        node = tree
+        for key in block.input_path[:-1]:
+            node = node.setdefault(key, {})
+        sown = get_path(blocks, block.input_path)[0]
+        node[block.input_path[-1]] = jnp.zeros(sown.shape, sown.dtype)
+    return tree
+
+
+def block_vjp(network: Network, variables: Variables, genotype: Genotype, images: Array, *,
+              bn: str = "batch") -> tuple[list[Array], Callable[[list[Array]], list]]:
+    """Every block's output and the pullback of the isolated blocks.
+
+    Returns:
+      ``(outputs, pullback)``: ``outputs`` per block in forward order (the stem's first);
+      ``pullback(cotangents)``, one cotangent per output, gives per block the gradient at
+      its input (None for the stem) of ``sum_k <cotangent_k, output_k>`` with every block
+      reading its input through ``stop_gradient``: block k's VJP alone at its cotangent.
+
+    Raises:
+      ValueError: the network declares no blocks.
+    """
+    if not network.blocks:
+        raise ValueError(f"the {network.space} network declares no blocks (Network.blocks)")
+    shapes = jax.eval_shape(
+        lambda: network.apply(variables, genotype, images, bn=bn, capture=True)[1])
+
+    def outputs_of(perturbations):
+        _, collections = network.apply({**variables, BLOCK_PERTURBATIONS: perturbations},
+                                       genotype, images, bn=bn, capture=True,
+                                       isolate_blocks=True)
+        return block_outputs(network, collections[BLOCKS])
+
+    outputs, pullback = jax.vjp(outputs_of, zero_block_perturbations(network, shapes[BLOCKS]))
+    return outputs, lambda cotangents: block_inputs(network, pullback(cotangents)[0],
+                                                    sown=False)
+
+
 def sown_values(collection: Mapping[str, Any]) -> list[Any]:
     """Every value ``sow`` stored in a collection (it keeps a tuple of values per name)."""
     containers = jax.tree.leaves(collection, is_leaf=lambda node: isinstance(node, tuple))

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from zcjax.network import BLOCK_PERTURBATIONS, BLOCKS, block_inputs, block_outputs, get_path
+from zcjax.network import block_vjp
 from zcjax.proxies import reinit
 from zcjax.proxies.base import Pass, ProxyInputs, ProxyOutput, scalar
 from zcjax.proxies.options import Option
@@ -64,20 +64,6 @@ class AZFeatures(NamedTuple):
     input_grads: list[Array]
 
 
-def _zero_input_perturbations(network, blocks: Mapping[str, Any]) -> dict:
-    """Zeros at every block input's path (a tree for ``block_perturbations``)."""
-    tree: dict = {}
-    for block in network.blocks:
-        if block.input_path is None:
-            continue
-        node = tree
-        for key in block.input_path[:-1]:
-            node = node.setdefault(key, {})
-        sown = get_path(blocks, block.input_path)[0]
-        node[block.input_path[-1]] = jnp.zeros(sown.shape, sown.dtype)
-    return tree
-
-
 def az_draws(inputs: ProxyInputs) -> tuple[Mapping[str, Any], Array, Array]:
     """AZ-NAS's random draws from the key: the variables (``sota_init``), the images
     (``az_inputs``) and the key of the +-1 output cotangents."""
@@ -91,28 +77,17 @@ def az_draws(inputs: ProxyInputs) -> tuple[Mapping[str, Any], Array, Array]:
 
 def az_features(inputs: ProxyInputs, computed=None) -> AZFeatures:
     """One forward and one backward: the block features and per-block input-gradients."""
-    network, genotype = inputs.network, inputs.genotype
+    network = inputs.network
     if not network.blocks:
         raise ValueError(f"the {network.space} network declares no blocks (Network.blocks), "
                          "which AZ-NAS's components read")
     variables, images, signs_key = az_draws(inputs)
-
-    def features(perturbations):
-        _, collections = network.apply(
-            {**variables, BLOCK_PERTURBATIONS: perturbations}, genotype, images, bn="batch",
-            capture=True, isolate_blocks=True)
-        return block_outputs(network, collections[BLOCKS])
-
-    shapes = jax.eval_shape(
-        lambda: network.apply(variables, genotype, images, bn="batch", capture=True)[1])
-    zeros = _zero_input_perturbations(network, shapes[BLOCKS])
-    outputs, pullback = jax.vjp(features, zeros)
+    outputs, pullback = block_vjp(network, variables, inputs.genotype, images)
     keys = jax.random.split(signs_key, len(outputs))
     cotangents = [jnp.zeros_like(outputs[0])] + [
         jax.random.rademacher(key, output.shape, output.dtype)
         for key, output in zip(keys[1:], outputs[1:])]
-    (grads,) = pullback(cotangents)
-    return AZFeatures(outputs, cotangents[1:], block_inputs(network, grads, sown=False)[1:])
+    return AZFeatures(outputs, cotangents[1:], pullback(cotangents)[1:])
 
 
 def _entropy(feature: Array, wide) -> Array:
