@@ -6,7 +6,8 @@ at full size (C=16, N=5), once per dataset with that dataset's bundled images an
 count, into a resumable results store (one Parquet part per ``--chunk`` architectures, so
 a run stopped at any point loses at most one chunk), then writes a Markdown table of
 Kendall tau and Spearman rho with bootstrap standard errors, nDCG and top-10 mean
-accuracy, the published numbers of ../shared/SOTA.md beside them.
+accuracy, the published numbers of ../shared/SOTA.md beside them (``--table``: into the
+file's marked table section, the rest of the file kept).
 
   python bench/sota_nb201.py --out bench/sota --n 1000 \\
       --benchmark ../shared/data/nb201/nb201_accuracies.csv.gz --table bench/SOTA.md
@@ -53,6 +54,8 @@ PUBLISHED = {
     "naswot": (0.58, 0.62, 0.60),
 }
 SAMPLE_SEED, BATCH_SIZE, BOOTSTRAP = 0, 64, 200
+# --table rewrites only what lies between these lines of the Markdown file.
+TABLE_START, TABLE_END = "<!-- sota_nb201.py table -->", "<!-- end of table -->"
 
 
 def sample(n: int):
@@ -148,10 +151,22 @@ def main(argv=None) -> int:
     print(text)
     if args.table:
         machine = f"{platform.machine()}, {jax.devices()[0].device_kind}, jax {jax.__version__}"
-        args.table.write_text(f"{text}\n\nsample of {args.n} archs (seed {SAMPLE_SEED}), "
-                              f"batch {BATCH_SIZE}; {machine}; "
-                              f"{time.perf_counter() - started:.0f} s\n")
+        write_section(args.table, f"{text}\n\nsample of {args.n} archs (seed {SAMPLE_SEED}), "
+                                  f"batch {BATCH_SIZE}; {machine}; "
+                                  f"{time.perf_counter() - started:.0f} s")
     return 0
+
+
+def write_section(path: Path, text: str) -> None:
+    """Put ``text`` between the file's table markers (the prose around them stays);
+    a file without them gets them appended."""
+    document = path.read_text() if path.exists() else ""
+    if TABLE_START in document and TABLE_END in document:
+        head, rest = document.split(TABLE_START, 1)
+        tail = rest.split(TABLE_END, 1)[1]
+    else:
+        head, tail = document + ("\n" if document else ""), "\n"
+    path.write_text(f"{head}{TABLE_START}\n{text}\n{TABLE_END}{tail}")
 
 
 if __name__ == "__main__":

@@ -106,3 +106,17 @@ def test_paper_comparison_correlates_a_given_store(monkeypatch, tmp_path):
         assert "synflow" not in table  # only the store's proxies
     else:
         assert NO_TABLE in text
+
+
+def test_sota_notebook_reads_the_committed_store(monkeypatch, tmp_path):
+    committed = Path(__file__).resolve().parents[1] / "bench" / "sota"
+    benchmark = NB201_CSV.exists()
+    _environment(monkeypatch, tmp_path, benchmark=benchmark, ZCJAX_RESULTS_DIR=str(committed))
+    text, produced = _execute("sota.ipynb", tmp_path)
+    assert "nothing is scored" in text and "scored " not in text
+    if not benchmark:
+        assert NO_TABLE in text
+        return
+    for word in ("vkdnw_agg", "az_nas", "meco", "swap_reg", "published_tau", "ndcg"):
+        assert word in text, f"sota.ipynb: no {word!r} in the outputs"
+    assert "image/png" in produced, "sota.ipynb: no plot"
