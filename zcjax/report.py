@@ -260,7 +260,8 @@ AGGREGATORS = {"az_nas": aggregate.az_nas_rank, "vkdnw_agg": aggregate.vkdnw_ran
 """Set-level rankings :func:`correlate` can add as rows, by name: ``az_nas``
 (:func:`zcjax.aggregate.az_nas_rank`, sum of log(rank / N)), ``vkdnw_agg``
 (:func:`zcjax.aggregate.vkdnw_rank`: components ``vkdnw_dim``, ``vkdnw`` first, then e.g.
-``jacob_cov``, ``az_expressivity``, ``az_trainability``, ``flops``) and ``rank_average``
+``jacob_cov``, ``az_expressivity``, ``az_trainability``, ``flops``; with ``vkdnw_dim`` and
+``vkdnw`` alone it is VKDNW's single-proxy ranking) and ``rank_average``
 (minus the TE-NAS mean rank, :func:`zcjax.aggregate.rank_average`, so that higher is better)."""
 
 
