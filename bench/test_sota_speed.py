@@ -12,7 +12,8 @@ Strategies per proxy set:
   call are in ``extra_info``);
 * ``pytorch``: the authors' own file from ``../shared/reference`` (loaded as the parity
   tests load it, ``.cuda()`` patched to the identity), on the model class the parity tests
-  give it, ``torch.set_num_threads`` = the cores. Both sides re-draw the weights and draw
+  give it, ``torch.set_num_threads`` = the cores (VKDNW's with the parity tests' patch
+  that lets torch 2.x run it). Both sides re-draw the weights and draw
   their own Gaussian batch, as the authors' NB201 evaluation does. SWAP's authors' code has
   no licence and is not in ``../shared/reference``; its ``pytorch`` row is the
   independent torch check of tests/parity/test_swap_parity.py, not the authors' code.
@@ -106,7 +107,17 @@ def _vkdnw_reference():
     network = nb201.network(CONFIG)
     models = [common.torch_model(arch, CONFIG, network.init(KEY)["params"])
               for arch in nb201.arch_strings(SAMPLE)]
-    return lambda model: module.compute_nas_score(model, None, None, 32, BATCH_SIZE), models
+
+    def score(model):
+        # The parity tests' patch: a detach that copies, without which torch 2.x refuses
+        # the reference's in-place write under its functional Jacobian (and no re-init:
+        # a negligible share of the time).
+        with parity.reference_patched(module, torch.float32):
+            # zcjax's defaults (vkdnw_tensors=128, vkdnw_entries=1); the file's p=0 takes none.
+            return module.compute_nas_score(model, None, None, 32, BATCH_SIZE,
+                                            params_grad_len=128, p=1)
+
+    return score, models
 
 
 def _swap_torch_check():
