@@ -10,6 +10,9 @@ pieces (:func:`zcjax.api.init_key`, :func:`zcjax.api.proxy_outputs`), so it comp
 
 from __future__ import annotations
 
+import itertools
+import time
+
 import jax
 import numpy as np
 
@@ -43,3 +46,25 @@ def per_architecture_scorer(proxies, *, config=nb201.Config(), **options):
         return jitted(tuple(genotype), variables, images, labels, key)
 
     return scorer
+
+
+def record(benchmark, proxy_set, strategy, **info):
+    """Group a pytest-benchmark result under its proxy set, with what ``summarize.py``
+    reads (``proxy_set``, ``strategy``; ``archs_per_round`` when a round is several)."""
+    benchmark.group = proxy_set
+    benchmark.extra_info.update(proxy_set=proxy_set, strategy=strategy, **info)
+
+
+def time_compiled_once(benchmark, scorer, sample, batch, key) -> dict:
+    """Time ``scorer`` (a :func:`zcjax.make_scorer` scorer) per architecture of ``sample``
+    after its first call, which compiles; returns that call's seconds and the number of
+    compilations, for :func:`record`."""
+    started = time.perf_counter()
+    scorer(sample[0], batch, key)
+    compile_s = time.perf_counter() - started
+    genotypes = itertools.cycle(sample)
+    benchmark.pedantic(lambda: scorer(next(genotypes), batch, key), rounds=len(sample),
+                       iterations=1, warmup_rounds=1)
+    return {"compile_and_first_run_s": compile_s,
+            "compilations": scorer.compiled._cache_size()}
+

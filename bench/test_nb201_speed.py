@@ -35,6 +35,8 @@ from zcjax.api import in_x64
 from zcjax.proxies import CLASSIC
 from zcjax.spaces import nb201
 
+from strategies import record, time_compiled_once  # bench/
+
 pytest.importorskip("pytest_benchmark")
 
 SMOKE = os.environ.get("ZCJAX_BENCH_SMOKE") == "1"
@@ -56,22 +58,14 @@ PROXY_SETS = {
 
 
 def _info(benchmark, proxy_set, strategy, **extra):
-    benchmark.group = proxy_set
-    benchmark.extra_info.update(proxy_set=proxy_set, strategy=strategy,
-                                batch_size=BATCH_SIZE, smoke=SMOKE, **extra)
+    record(benchmark, proxy_set, strategy, batch_size=BATCH_SIZE, smoke=SMOKE, **extra)
 
 
 @pytest.mark.parametrize("proxy_set", list(PROXY_SETS))
 def test_compiled_once(benchmark, proxy_set):
     scorer = zcjax.make_scorer("nb201", PROXY_SETS[proxy_set], config=CONFIG)
-    started = time.perf_counter()
-    scorer(SAMPLE[0], BATCH, KEY)
-    compile_s = time.perf_counter() - started
-    genotypes = itertools.cycle(SAMPLE)
-    benchmark.pedantic(lambda: scorer(next(genotypes), BATCH, KEY), rounds=len(SAMPLE),
-                       iterations=1, warmup_rounds=1)
-    _info(benchmark, proxy_set, "compiled_once", compile_and_first_run_s=compile_s,
-          compilations=scorer.compiled._cache_size())
+    timing = time_compiled_once(benchmark, scorer, SAMPLE, BATCH, KEY)
+    _info(benchmark, proxy_set, "compiled_once", **timing)
 
 
 @pytest.mark.parametrize("proxy_set", ["tcet_snip", "synflow"])

@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -35,6 +34,8 @@ import pytest
 
 import zcjax
 from zcjax.spaces import nb201
+
+from strategies import record, time_compiled_once  # bench/
 
 pytest.importorskip("pytest_benchmark")
 torch = pytest.importorskip("torch")
@@ -57,22 +58,14 @@ PROXY_SETS = {
 
 
 def _info(benchmark, proxy_set, strategy, **extra):
-    benchmark.group = proxy_set
-    benchmark.extra_info.update(proxy_set=proxy_set, strategy=strategy,
-                                batch_size=BATCH_SIZE, smoke=False, **extra)
+    record(benchmark, proxy_set, strategy, batch_size=BATCH_SIZE, smoke=False, **extra)
 
 
 @pytest.mark.parametrize("proxy_set", list(PROXY_SETS))
 def test_compiled_once(benchmark, proxy_set):
     scorer = zcjax.make_scorer("nb201", PROXY_SETS[proxy_set], config=CONFIG)
-    started = time.perf_counter()
-    scorer(SAMPLE[0], BATCH, KEY)
-    compile_s = time.perf_counter() - started
-    genotypes = itertools.cycle(SAMPLE)
-    benchmark.pedantic(lambda: scorer(next(genotypes), BATCH, KEY), rounds=ARCHS,
-                       iterations=1, warmup_rounds=1)
-    _info(benchmark, proxy_set, "compiled_once", compile_and_first_run_s=compile_s,
-          compilations=scorer.compiled._cache_size())
+    timing = time_compiled_once(benchmark, scorer, SAMPLE, BATCH, KEY)
+    _info(benchmark, proxy_set, "compiled_once", **timing)
 
 
 def _no_cuda():
