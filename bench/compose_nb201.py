@@ -4,7 +4,7 @@ Issue 17 item 5: a set-level ranking of zcjax's proxies that beats VKDNW_agg, ch
 WITHOUT the test accuracies it is reported on. The rule, fixed before any choice is made:
 
 * selection data: the scores in ``bench/sota`` (``sota_nb201.py``'s store) of the seeded
-  selection sample ``nb201.sample(key(0), 1000)`` on CIFAR-10 images, against
+  selection sample ``nb201.sample(key(0), 1000)`` (``sota_nb201.sample``) on CIFAR-10 images, against
   ``cifar10valid_valid_nb201v1`` (NB201 v1.0's validation accuracy of the network trained
   on CIFAR-10's train half), never a test accuracy;
 * family: AZ-NAS's aggregation (``zcjax.aggregate.az_nas_rank``: the sum of log(rank / N))
@@ -29,7 +29,6 @@ import json
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -38,7 +37,9 @@ import zcjax
 from zcjax import aggregate, store
 from zcjax.spaces import nb201
 
-SELECTION_SEED, SELECTION_SIZE = 0, 1000
+from sota_nb201 import AGGREGATES, sample  # bench/
+
+SELECTION_SIZE = 1000
 TARGET = "cifar10-valid"  # zcjax.benchmarks' name of the CSV's cifar10valid_valid_nb201v1
 CANDIDATES = ("tcet_snip", "snip_snr", "meco", "meco_opt", "swap", "zico", "naswot",
               "jacob_cov", "az_expressivity", "az_progressivity", "az_trainability", "flops",
@@ -51,9 +52,8 @@ def selection_scores(store_dir, benchmark_path):
     """(scores: archs x proxies, validation accuracy) on the selection sample's scored archs."""
     results = store.read_results(store_dir)
     results = results[(results["space"] == "nb201") & (results["dataset"] == "cifar10")]
-    sample = set(nb201.arch_strings(nb201.sample(jax.random.key(SELECTION_SEED),
-                                                 SELECTION_SIZE)))
-    results = results[results["arch"].isin(sample)]
+    selection = set(nb201.arch_strings(sample(SELECTION_SIZE)))
+    results = results[results["arch"].isin(selection)]
     wide = results.groupby(["arch", "proxy"]).value.mean().unstack()
     accuracy = zcjax.benchmarks.load_benchmark(benchmark_path).accuracies[TARGET]
     wide = wide[wide.index.isin(accuracy.index)]
@@ -97,8 +97,7 @@ def main(argv=None) -> int:
     missing = sorted(set(CANDIDATES) - set(terms))
     print(f"selection sample: {len(wide)} of {SELECTION_SIZE} archs scored; target {TARGET}"
           + (f"; candidates without scores: {', '.join(missing)}" if missing else ""))
-    vkdnw_agg = aggregate.vkdnw_rank(wide[["vkdnw_dim", "vkdnw", "jacob_cov", "az_expressivity",
-                                           "az_trainability", "flops"]].to_numpy(float).T)
+    vkdnw_agg = aggregate.vkdnw_rank(wide[AGGREGATES["vkdnw_agg"][1]].to_numpy(float).T)
     print(f"VKDNW_agg on the same archs: tau {stats.kendalltau(vkdnw_agg, accuracy).statistic:.3f}")
     trail = greedy(terms, accuracy)
     for components, value in trail:
