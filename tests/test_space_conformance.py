@@ -323,15 +323,22 @@ def test_layer_outputs_are_those_of_the_active_layers(case, runs):
 # ------------------------------------------------------------------ the blocks
 
 
+def scoring_case(case, case_batch):
+    """The fixture's scoring config (the smaller network) and the batch resized to it."""
+    config = dataclasses.replace(case.config, **case.fixture.scoring)
+    images, labels = case_batch
+    images = jax.image.resize(images, (len(images), config.image_size, config.image_size, 3),
+                              "bilinear")
+    return config, (images, labels)
+
+
 @pytest.fixture(scope="module")
 def block_runs(case, case_batch):
     """On the scoring config (the smaller network), compiled (jitted) for the first two
     fixture archs and reference (eager) for the first, in float64: the blocks' sown inputs
     and outputs, the isolated pullback of random signs on every block's output, and of
     the signs on the middle block's output alone."""
-    config = dataclasses.replace(case.config, **case.fixture.scoring)
-    images = jax.image.resize(case_batch[0], (len(case_batch[0]), config.image_size,
-                                              config.image_size, 3), "bilinear")
+    config, (images, _) = scoring_case(case, case_batch)
 
     def blocks_of(network, variables, genotype):
         _, taps = network.apply(variables, genotype, images, capture=True)
@@ -419,10 +426,7 @@ def test_traced_counts_equal_the_concrete_ones(case):
 
 
 def test_make_scorer_gives_finite_scores(case, case_batch):
-    config = dataclasses.replace(case.config, **case.fixture.scoring)
-    images, labels = case_batch
-    images = jax.image.resize(images, (len(images), config.image_size, config.image_size, 3),
-                              "bilinear")
+    config, (images, labels) = scoring_case(case, case_batch)
     names = ("snip", "naswot") + SOTA_PROXIES
     # VKDNW's Fisher over 8 tensors, not 128: the same program on every space, compiled in
     # a fraction of the time (the default is held to the authors' code in tests/parity).
