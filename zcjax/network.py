@@ -223,7 +223,8 @@ def block_vjp(network: Network, variables: Variables, genotype: Genotype, images
       ValueError: the network declares no blocks.
     """
     if not network.blocks:
-        raise ValueError(f"the {network.space} network declares no blocks (Network.blocks)")
+        raise ValueError(f"the {network.space} network declares no blocks (Network.blocks), "
+                         "which the block-wise proxies (AZ-NAS's components) read")
     shapes = jax.eval_shape(
         lambda: network.apply(variables, genotype, images, bn=bn, capture=True)[1])
 

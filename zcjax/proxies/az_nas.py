@@ -77,12 +77,8 @@ def az_draws(inputs: ProxyInputs) -> tuple[Mapping[str, Any], Array, Array]:
 
 def az_features(inputs: ProxyInputs, computed=None) -> AZFeatures:
     """One forward and one backward: the block features and per-block input-gradients."""
-    network = inputs.network
-    if not network.blocks:
-        raise ValueError(f"the {network.space} network declares no blocks (Network.blocks), "
-                         "which AZ-NAS's components read")
     variables, images, signs_key = az_draws(inputs)
-    outputs, pullback = block_vjp(network, variables, inputs.genotype, images)
+    outputs, pullback = block_vjp(inputs.network, variables, inputs.genotype, images)
     keys = jax.random.split(signs_key, len(outputs))
     cotangents = [jnp.zeros_like(outputs[0])] + [
         jax.random.rademacher(key, output.shape, output.dtype)
