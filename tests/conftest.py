@@ -2,10 +2,8 @@
 
 import importlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import NoReturn
 
@@ -17,34 +15,9 @@ import zcjax
 from zcjax.proxies.base import cross_entropy
 from zcjax.spaces import nb201
 
-# One persistent compilation cache for the whole test run, shared by the xdist workers
-# and every subprocess (they inherit the environment): a program that several tests
-# compile (the same proxies, config and batch shape) is compiled once. The user's ~/.cache
-# is left alone; the folder is removed when the run ends. Results do not depend on it
-# (tests/test_determinism.py compares cached and fresh executables bit for bit).
-# ZCJAX_TEST_CACHE=off gives every test its own compilations, as a user's first run does.
-TEST_CACHE_ENV = "ZCJAX_TEST_CACHE"
-_OWNS_TEST_CACHE = pytest.StashKey[bool]()
-
-
-def pytest_configure(config):
-    """The run's cache folder: made once (by xdist's controller, before it starts the
-    workers, which inherit it), then turned on in each process that runs tests."""
-    if TEST_CACHE_ENV not in os.environ:
-        os.environ[TEST_CACHE_ENV] = tempfile.mkdtemp(prefix="zcjax-test-jax-cache-")
-        config.stash[_OWNS_TEST_CACHE] = True
-    folder = os.environ[TEST_CACHE_ENV]
-    if folder.strip().lower() == "off":
-        os.environ[zcjax.cache.CACHE_DIR_ENV] = "off"
-        return
-    os.environ[zcjax.cache.CACHE_DIR_ENV] = folder
-    zcjax.cache.use_compilation_cache(folder)
-
-
-def pytest_unconfigure(config):
-    if config.stash.get(_OWNS_TEST_CACHE, False):
-        shutil.rmtree(os.environ.pop(TEST_CACHE_ENV), ignore_errors=True)
-
+# No per-user compilation cache in tests (zcjax.cache): a test that wants one makes its own,
+# and the user's ~/.cache is left alone. Subprocesses of the tests inherit this.
+os.environ[zcjax.cache.CACHE_DIR_ENV] = "off"
 
 # ../shared/data beside the repository (never copied into it).
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
