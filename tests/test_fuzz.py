@@ -281,7 +281,7 @@ FOLDERS: list = []
 
 @pytest.fixture(autouse=True)
 def stub_chunk_scorer(monkeypatch, tmp_path):
-    monkeypatch.setattr(bulk, "_ChunkScorer", _StubChunkScorer)
+    monkeypatch.setattr(bulk, "ChunkScorer", _StubChunkScorer)
     FOLDERS[:] = [tmp_path / "store"]
 
 

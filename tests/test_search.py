@@ -332,7 +332,7 @@ def test_cli_search_prints_the_table_writes_the_curves_and_resumes(tmp_path, cap
 def test_cli_search_errors_before_any_compilation(tmp_path, capsys, monkeypatch, argv,
                                                   message):
     monkeypatch.setenv("ZCJAX_NB201_CSV", str(shared_file("nb201", "nb201_accuracies.csv.gz")))
-    monkeypatch.setattr(bulk, "_ChunkScorer", None)  # a compilation would fail loudly
+    monkeypatch.setattr(bulk, "ChunkScorer", None)  # a compilation would fail loudly
     code = cli.main(["search", "nb201", "--out", str(tmp_path), *argv])
     assert code == 2
     error = capsys.readouterr().err

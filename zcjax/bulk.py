@@ -17,7 +17,10 @@ multi-core CPU, ``workers=N`` runs N worker processes (``spawn``), each with its
 scorer; with the persistent compilation cache (on by default, :mod:`zcjax.cache`) only
 the first compiles from scratch. On a machine with several accelerators the scorer runs on
 JAX's default device only; use ``workers=1`` there (worker processes would each claim the
-same device's memory).
+same device's memory), or ``backend="devices"``: one scorer per local device, all in this
+process (:mod:`zcjax.local_devices`). ``backend="ray"`` runs the workers as actors of a
+Ray cluster (:mod:`zcjax.ray_backend`), one per GPU with
+``ray_actor_options={"num_gpus": 1}``.
 """
 
 from __future__ import annotations
@@ -40,12 +43,13 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from zcjax import api, data, initialisation, store
+from zcjax import api, data, initialisation, local_devices, ray_backend, store
 from zcjax.cache import CACHE_DIR_ENV, resolve_cache_dir, use_compilation_cache  # noqa: F401
 from zcjax import settings as settings_lib
 from zcjax.proxies import registry
 
 DEFAULT_CHUNK = 100
+BACKENDS = ("processes", "devices", "ray")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +102,9 @@ def score_space(
     batch_id: str | None = None,
     seed: int | None = None,
     workers: int = 1,
+    backend: str = "processes",
+    ray_address: str | None = None,
+    ray_actor_options: Mapping[str, Any] | None = None,
     cache_dir: str | os.PathLike | bool | None = None,
     progress: bool = True,
     **scorer_options: Any,
@@ -117,9 +124,19 @@ def score_space(
       batch_id: identity of the batch in the store; default :func:`batch_fingerprint`.
       seed: the int recorded for ``key``; required when ``key`` is a key, defaults to
         ``key`` when it is an int.
-      workers: worker processes (CPU); 1 scores in this process. Proxies registered by
-        the user are registered in the workers too; ones defined in ``__main__`` (a
-        notebook) cannot travel there and are refused with ``workers > 1``.
+      workers: with ``backend="processes"``, worker processes (CPU; 1 scores in this
+        process); with ``backend="ray"``, Ray actors. Proxies registered by the user are
+        registered in the workers too; ones defined in ``__main__`` (a notebook) cannot
+        travel there and are refused with ``workers > 1`` or Ray.
+      backend: ``"processes"`` (this process, or ``workers`` spawned processes; the
+        parent writes every part), ``"devices"`` (one scorer per ``jax.local_devices()``
+        in this process, a thread each; :mod:`zcjax.local_devices`) or ``"ray"``
+        (``workers`` Ray actors, each compiling once and writing its own parts;
+        :mod:`zcjax.ray_backend`).
+      ray_address: the cluster for ``backend="ray"`` (``ray.init``'s ``address``; None:
+        ``$RAY_ADDRESS``, else a local cluster for this call, unless Ray is initialised).
+      ray_actor_options: resources of each Ray actor (default ``{"num_cpus": 1}``; e.g.
+        ``{"num_gpus": 1}`` for one GPU per worker).
       cache_dir: persistent compilation cache directory; None (default) = the per-user
         one (``$ZCJAX_CACHE_DIR``, else ``~/.cache/zcjax/jax``; :mod:`zcjax.cache`),
         False = no cache. A cache turns on JAX's cache for this whole process.
@@ -138,8 +155,16 @@ def score_space(
         batch, key or argument; ``out`` a file or a directory of foreign Parquet files.
     """
     started = time.perf_counter()
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "ray":
+        ray_backend.import_ray()  # says how to install it, before anything compiles
+    if backend == "devices" and workers != 1:
+        raise ValueError(f"backend='devices' uses one scorer per local device "
+                         f"({len(jax.local_devices())} here); leave workers at 1, got {workers}")
     run = prepare_run(space, proxies, batch, key=key, seed=seed, dataset=dataset,
-                      batch_id=batch_id, workers=workers, scorer_options=scorer_options)
+                      batch_id=batch_id, workers=workers, scorer_options=scorer_options,
+                      portable=workers > 1 or backend == "ray")
     chunk = _positive_int("chunk", chunk)
     cache_dir = resolve_cache_dir(cache_dir)
     space_def, names, runs = run.space, run.proxies, run.identities
@@ -171,30 +196,44 @@ def score_space(
                disable=not progress, dynamic_ncols=True)
     position = {arch: i for i, arch in enumerate(todo.tolist())}
 
+    tasks = [ChunkTask(store.new_part_name(run_token, number), genotypes[members],
+                                   tuple(arch_names[m] for m in members),
+                                   tuple(indices[position[m]] for m in members),
+                                   tuple(tuple(missing[m]) for m in members))
+             for number, members in enumerate(chunks)]
     writer = store.StoreWriter(out)
 
-    def finish(number, members, values, seconds):
+    def record(part, written, non_finite_rows):
         nonlocal rows_written, non_finite
-        rows = score_rows(runs, needed, [arch_names[m] for m in members],
-                          [indices[position[m]] for m in members], values, seconds,
-                          [missing[m] for m in members])
-        # Another writer of this store may have stored some of these rows meanwhile.
-        part, written = writer.append(store.new_part_name(run_token, number), rows)
         if part is not None:
             parts.append(part)
-            rows_written += len(written)
-            non_finite += int(np.sum(~np.isfinite(rows["value"][written])))
+            rows_written += written
+            non_finite += non_finite_rows
+
+    def finish(task, values, seconds):
+        # Another writer of this store may have stored some of these rows meanwhile.
+        record(*write_chunk(writer, runs, needed, task, values, seconds))
+
+    def finished_elsewhere(task, result):
+        record(result.part, result.rows_written, result.non_finite)
+        bar.update(len(task.archs))
 
     try:
-        if workers == 1:
-            scorer = _ChunkScorer(spec)
-            for number, members in enumerate(chunks):
-                values, seconds = scorer(genotypes[members], on_each=lambda: bar.update(1))
-                finish(number, members, values, seconds)
+        if backend == "ray":
+            compile_seconds = ray_backend.run_on_ray(
+                spec, os.fspath(out), runs, tasks, workers=workers, address=ray_address,
+                actor_options=ray_actor_options, on_done=finished_elsewhere)
+        elif backend == "devices":
+            compile_seconds = local_devices.run_on_devices(
+                lambda device: ChunkScorer(spec, device), tasks, finish, bar)
+        elif workers == 1:
+            scorer = ChunkScorer(spec)
+            for task in tasks:
+                values, seconds = scorer(task.genotypes, on_each=lambda: bar.update(1))
+                finish(task, values, seconds)
             compile_seconds = scorer.compile_seconds
         else:
-            compile_seconds = _run_workers(spec, genotypes, chunks, min(workers, len(chunks)),
-                                           finish, bar)
+            compile_seconds = _run_workers(spec, tasks, min(workers, len(tasks)), finish, bar)
     finally:
         bar.close()
     return summary(parts, rows_written, non_finite, compile_seconds)
@@ -237,11 +276,13 @@ class Run:
 
 
 def prepare_run(space, proxies, batch, *, key, seed=None, dataset: str, batch_id=None,
-                workers: int = 1, scorer_options: Mapping[str, Any] | None = None) -> Run:
+                workers: int = 1, scorer_options: Mapping[str, Any] | None = None,
+                portable: bool | None = None) -> Run:
     """Validate the arguments of a scoring run and build each proxy's run identity.
 
     The arguments are those of :func:`score_space`; everything is checked here, before
-    anything compiles.
+    anything compiles. ``portable``: the scorer is built in other processes, so user
+    proxies must be importable there (default: ``workers > 1``).
 
     Raises:
       ValueError, KeyError, TypeError: as :func:`score_space`.
@@ -254,7 +295,9 @@ def prepare_run(space, proxies, batch, *, key, seed=None, dataset: str, batch_id
     if not isinstance(dataset, str) or not dataset:
         raise ValueError(f"dataset must be a non-empty name, got {dataset!r}")
     config, options, settings = run_settings(space_def, dict(scorer_options or {}), resolved)
-    user_proxies = _portable_user_proxies(resolved) if workers > 1 else ()
+    if portable is None:
+        portable = workers > 1
+    user_proxies = _portable_user_proxies(resolved) if portable else ()
     images, labels = data.validate_batch(batch, image_size=config.image_size,
                                          num_classes=config.num_classes)
     images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int32)
@@ -456,15 +499,45 @@ class _WorkerSpec:
     user_registered: tuple = ()  # user passes and proxies, registered in each worker
 
 
-class _ChunkScorer:
+@dataclasses.dataclass(frozen=True)
+class ChunkTask:
+    """One chunk: its genotypes and what its rows are (picklable).
+
+    Attributes:
+      part: the part file name the chunk is written as.
+      genotypes: (n, ...) int32 genotypes.
+      archs: their canonical arch strings.
+      indices: their ``genotype_index`` (None where the space does not enumerate).
+      wanted: per architecture, the proxies not yet stored.
+    """
+
+    part: str
+    genotypes: np.ndarray
+    archs: tuple[str, ...]
+    indices: tuple[int | None, ...]
+    wanted: tuple[tuple[str, ...], ...]
+
+
+def write_chunk(writer: store.StoreWriter, runs: Mapping[str, store.RunIdentity],
+                proxies: Sequence[str], task: ChunkTask, values, seconds) -> tuple:
+    """Store a scored chunk's rows not yet stored; (part path or None, rows, non-finite)."""
+    rows = score_rows(runs, proxies, task.archs, task.indices, values, seconds, task.wanted)
+    part, written = writer.append(task.part, rows)
+    non_finite = int(np.sum(~np.isfinite(rows["value"][written])))
+    return part, len(written), non_finite
+
+
+class ChunkScorer:
     """Scores chunks of genotypes with one compiled scorer, timing each architecture."""
 
-    def __init__(self, spec: _WorkerSpec):
+    def __init__(self, spec: _WorkerSpec, device: jax.Device | None = None):
         self.scorer = api.make_scorer(spec.space, spec.proxies, config=spec.config,
                                       **spec.options)
-        self.batch = (jnp.asarray(spec.images), jnp.asarray(spec.labels))
-        self.key = (jnp.asarray(spec.key_data) if spec.key_impl is None
-                    else jax.random.wrap_key_data(spec.key_data, impl=spec.key_impl))
+        key = (jnp.asarray(spec.key_data) if spec.key_impl is None
+               else jax.random.wrap_key_data(spec.key_data, impl=spec.key_impl))
+        # Inputs committed to ``device`` make every call run there (default: JAX's).
+        self.batch, self.key = jax.device_put(
+            ((jnp.asarray(spec.images), jnp.asarray(spec.labels)), key), device)
         self.compile_seconds: float | None = None
 
     def __call__(self, genotypes: np.ndarray, on_each: Callable[[], Any] | None = None):
@@ -486,18 +559,23 @@ class _ChunkScorer:
         return values, seconds
 
 
-_WORKER: _ChunkScorer | None = None
+_WORKER: ChunkScorer | None = None
 
 
-def _init_worker(spec: _WorkerSpec) -> None:
-    global _WORKER
+def prepare_worker_process(spec: _WorkerSpec) -> None:
+    """Set up a worker process (spawned, or a Ray actor's) before it builds its scorer."""
     # Ctrl-C reaches the whole process group: the parent alone handles it (and stops
     # the workers), so workers print no traceback of their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     registry.register_all(spec.user_registered)
     if spec.cache_dir is not None:
         use_compilation_cache(spec.cache_dir)
-    _WORKER = _ChunkScorer(spec)
+
+
+def _init_worker(spec: _WorkerSpec) -> None:
+    global _WORKER
+    prepare_worker_process(spec)
+    _WORKER = ChunkScorer(spec)
 
 
 def _score_in_worker(genotypes: np.ndarray):
@@ -505,21 +583,20 @@ def _score_in_worker(genotypes: np.ndarray):
     return values, seconds, _WORKER.compile_seconds
 
 
-def _run_workers(spec, genotypes, chunks, workers, finish, bar) -> float:
+def _run_workers(spec, tasks, workers, finish, bar) -> float:
     """Score chunks in ``workers`` spawned processes; the parent writes every part."""
     pool = concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
         initargs=(spec,))
     compile_seconds = 0.0
     try:
-        futures = {pool.submit(_score_in_worker, genotypes[members]): (number, members)
-                   for number, members in enumerate(chunks)}
+        futures = {pool.submit(_score_in_worker, task.genotypes): task for task in tasks}
         for future in concurrent.futures.as_completed(futures):
             values, seconds, compiled = future.result()
-            number, members = futures[future]
-            finish(number, members, values, seconds)
+            task = futures[future]
+            finish(task, values, seconds)
             compile_seconds = max(compile_seconds, compiled)
-            bar.update(len(members))
+            bar.update(len(task.archs))
     except BaseException:
         # An error or an interrupt: drop the queued chunks and stop the running ones
         # (their architectures are not stored; a rerun scores them).
@@ -582,7 +659,7 @@ class StoredScorer:
         self._values: dict[str, dict[str, float]] = {}
         for arch, proxy, value in stored.itertuples(index=False, name=None):
             self._values.setdefault(arch, {})[proxy] = value
-        self._scorer: _ChunkScorer | None = None
+        self._scorer: ChunkScorer | None = None
         # (arch, genotype, values, seconds, which proxies are new) not yet in a part
         self._pending: list[tuple[str, np.ndarray, np.ndarray, float, np.ndarray]] = []
         self._token = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -610,7 +687,7 @@ class StoredScorer:
             if self._scorer is None:
                 if self.cache_dir is not None:
                     use_compilation_cache(self.cache_dir)
-                self._scorer = _ChunkScorer(self.run.worker_spec(self.proxies, self.cache_dir))
+                self._scorer = ChunkScorer(self.run.worker_spec(self.proxies, self.cache_dir))
             values, seconds = self._scorer(genotype[None])
             wanted = np.asarray([name not in known for name in self.proxies])
             self._values.setdefault(arch, {}).update(

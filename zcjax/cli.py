@@ -157,7 +157,22 @@ def _add_score_space_parser(commands) -> None:
                              help="results store: a directory of Parquet part files "
                              "(default: runs/SPACE-DATA)")
     score_space.add_argument("--workers", type=int, default=1,
-                             help="worker processes on a CPU, e.g. one per core (default: 1)")
+                             help="worker processes on a CPU, e.g. one per core; with "
+                             "--backend ray, Ray actors (default: 1)")
+    score_space.add_argument("--backend", default="processes",
+                             choices=("processes", "devices", "ray"),
+                             help="where the workers run: processes of this machine; "
+                             "'devices': one scorer per local accelerator (jax.devices()) "
+                             "in this process; or actors of a Ray cluster, each writing its "
+                             "own parts into --out, which they must all reach "
+                             "(default: processes)")
+    score_space.add_argument("--address", default=None, metavar="ADDR",
+                             help="with --backend ray: the cluster to join, e.g. "
+                             "HEAD_IP:6379 (default: $RAY_ADDRESS, else a local cluster "
+                             "started for this run)")
+    score_space.add_argument("--gpus-per-worker", type=float, default=0, metavar="G",
+                             help="with --backend ray: GPUs each actor reserves, e.g. 1 "
+                             "(default: 0; each actor reserves 1 CPU)")
     add_cache_options(score_space)
     add_init_draw(score_space)
     score_space.add_argument("--no-progress", dest="progress", action="store_false",
@@ -349,7 +364,9 @@ def _score_space(args) -> int:
         args.space, args.proxies, batch, key=args.seed,
         out=args.out or f"runs/{args.space}-{args.data}", archs=archs,
         dataset=args.data, batch_id=batch_id,
-        chunk=args.chunk, workers=args.workers, cache_dir=cache_dir or False,
+        chunk=args.chunk, workers=args.workers, backend=args.backend,
+        ray_address=args.address, ray_actor_options=_ray_actor_options(args),
+        cache_dir=cache_dir or False,
         progress=args.progress, num_classes=num_classes, image_size=image_size,
         init_draw=args.init_draw)
     print(f"{summary.out}: {plural(summary.rows_written, 'row')} written "
@@ -358,6 +375,16 @@ def _score_space(args) -> int:
           f"stored; {plural(len(summary.parts), 'part file')}, {summary.seconds:.1f} s "
           f"({summary.compile_seconds:.1f} s first call, compilation included)")
     return 0
+
+
+def _ray_actor_options(args) -> dict | None:
+    if args.backend != "ray":
+        if args.address is not None or args.gpus_per_worker:
+            raise ValueError("--address and --gpus-per-worker need --backend ray")
+        return None
+    if args.gpus_per_worker < 0:
+        raise ValueError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
+    return {"num_cpus": 1, "num_gpus": args.gpus_per_worker}
 
 
 def _search(args) -> int:
