@@ -113,6 +113,22 @@ def loss_and_grads(network, variables, genotype, images, labels):
     return jax.value_and_grad(loss)(variables["params"])
 
 
+def stored_values(out) -> dict:
+    """A results store as {(arch, proxy): value}; fails if any row is stored twice."""
+    from zcjax import store
+
+    frame = store.read_results(out)
+    keys = list(zip(frame["arch"], frame["proxy"]))
+    assert len(keys) == len(set(keys)), "a row is stored twice"
+    return dict(zip(keys, frame["value"]))
+
+
+def same_values(a: dict, b: dict) -> bool:
+    """Equal keys and values, bit for bit, NaN equal to NaN."""
+    return a.keys() == b.keys() and all(
+        a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])) for k in a)
+
+
 @pytest.fixture(scope="module")
 def module_compilation_cache(tmp_path_factory):
     """A persistent compilation cache for one module, JAX's settings restored after it."""

@@ -17,8 +17,8 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import TINY
-from zcjax import bulk, store
+from conftest import TINY, same_values, stored_values
+from zcjax import bulk
 from zcjax.spaces import nb201
 
 PROXIES = "snip"
@@ -58,13 +58,6 @@ print(json.dumps({{"devices": [str(d) for d in jax.local_devices()], "used": use
 """
 
 
-def stored(out) -> dict:
-    frame = store.read_results(out)
-    keys = list(zip(frame["arch"], frame["proxy"]))
-    assert len(keys) == len(set(keys)), "a row is stored twice"
-    return dict(zip(keys, frame["value"]))
-
-
 def test_two_devices_store_what_one_process_stores(tmp_path, tiny_batch):
     archs = [nb201.decode(g) for g in nb201.sample(jax.random.key(6), 12)]
     reference = tmp_path / "processes"
@@ -82,9 +75,7 @@ def test_two_devices_store_what_one_process_stores(tmp_path, tiny_batch):
     assert len(report["devices"]) == 2
     assert set(report["used"]) == set(report["devices"]), "a device scored nothing"
     assert len(report["used"]) == len(archs) // 2
-    a, b = stored(out), stored(reference)
-    assert a.keys() == b.keys()
-    assert all(a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])) for k in a)
+    assert same_values(stored_values(out), stored_values(reference))
 
 
 def test_devices_backend_takes_no_workers(tmp_path, tiny_batch):

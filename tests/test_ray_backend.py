@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import TINY, import_or_unavailable
+from conftest import TINY, import_or_unavailable, same_values, stored_values
 from zcjax import bulk, cli, store
 from zcjax.spaces import nb201
 
@@ -51,18 +51,6 @@ def score(out, batch, archs, cache, **options):
                             **options)
 
 
-def stored(out) -> dict:
-    frame = store.read_results(out)
-    keys = list(zip(frame["arch"], frame["proxy"]))
-    assert len(keys) == len(set(keys)), "a row is stored twice"
-    return dict(zip(keys, frame["value"]))
-
-
-def same_values(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(
-        a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])) for k in a)
-
-
 @pytest.fixture(scope="module")
 def archs():
     return [nb201.decode(g) for g in nb201.sample(jax.random.key(5), 24)]
@@ -73,7 +61,7 @@ def processes_result(tmp_path_factory, tiny_batch, archs, cache):
     """The reference: the processes backend in this process."""
     out = tmp_path_factory.mktemp("processes")
     score(out, tiny_batch, archs, cache, chunk=4)
-    return stored(out)
+    return stored_values(out)
 
 
 def test_ray_backend_stores_what_the_processes_backend_stores(cluster, tmp_path, tiny_batch,
@@ -82,7 +70,7 @@ def test_ray_backend_stores_what_the_processes_backend_stores(cluster, tmp_path,
     assert summary.rows_written == len(archs) * 2 and summary.archs_scored == len(archs)
     assert len(summary.parts) == len(archs) // 4
     assert all(Path(part).parent == tmp_path for part in summary.parts)
-    assert same_values(stored(tmp_path), processes_result)
+    assert same_values(stored_values(tmp_path), processes_result)
     again = score(tmp_path, tiny_batch, archs, cache, chunk=4, workers=2, backend="ray")
     assert again.rows_written == 0 and again.rows_skipped == len(archs) * 2
 
@@ -121,7 +109,7 @@ def test_an_actor_killed_mid_task_is_restarted_and_its_task_retried(
     assert killed is not None, "the run finished before an actor could be killed"
     assert not run.is_alive() and "summary" in result
     assert result["summary"].rows_written == len(archs) * 2
-    assert same_values(stored(tmp_path), processes_result)
+    assert same_values(stored_values(tmp_path), processes_result)
 
 
 _DRIVER = """
@@ -156,11 +144,11 @@ def test_a_killed_driver_resumes_from_the_store(cluster, tmp_path, tiny_batch, a
         driver.send_signal(signal.SIGKILL)
     finally:
         driver.wait()
-    before = len(stored(out))
+    before = len(stored_values(out))
     assert 0 < before < len(archs) * 2, "the kill landed before the first or after the last part"
     summary = score(out, tiny_batch, archs, cache, chunk=1, workers=1, backend="ray")
     assert summary.rows_skipped == before
-    assert same_values(stored(out), processes_result)
+    assert same_values(stored_values(out), processes_result)
 
 
 def test_without_ray_the_backend_says_how_to_install_it(monkeypatch, tmp_path, tiny_batch,
