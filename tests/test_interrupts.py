@@ -76,3 +76,30 @@ def test_search_stops_with_one_line_and_keeps_its_scores(tmp_path):
     process.send_signal(signal.SIGTERM)
     assert_stopped_cleanly(process, signal.SIGTERM, log, out)
     assert len(store.read_results(out / "scores")) >= 100  # the finished parts are kept
+
+
+def test_a_signal_python_dropped_still_ends_the_command_as_stopped(monkeypatch, capsys):
+    """A Ctrl-C raised inside a finaliser (as inside JAX's ``_xla_gc_callback``) is
+    printed as "Exception ignored" and lost; the command still exits 130 with its line."""
+    import os
+
+    from zcjax import cli
+
+    class SignalsWhenCollected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def command_that_finishes(args):
+        SignalsWhenCollected()  # collected at once: its KeyboardInterrupt is dropped
+        return 0
+
+    monkeypatch.setattr(cli, "_correlate", command_that_finishes)
+    dropped = []
+    monkeypatch.setattr("sys.unraisablehook", lambda unraisable: dropped.append(unraisable))
+    before = signal.getsignal(signal.SIGINT)
+    assert cli.main(["correlate", "results-dir"]) == 130
+    assert [type(d.exc_value) for d in dropped] == [KeyboardInterrupt]
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        "zcjax correlate: stopped by SIGINT; nothing was stored")
+    assert signal.getsignal(signal.SIGINT) is before  # main's handlers are undone

@@ -343,6 +343,7 @@ def _score_space(args) -> int:
     space = api.get_space(args.space)
     info = data.DATASETS[args.data]
     proxies.resolve(args.proxies)  # name errors before any work
+    actor_options = _ray_actor_options(args)
     for name in ("num_classes", "image_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -365,7 +366,7 @@ def _score_space(args) -> int:
         out=args.out or f"runs/{args.space}-{args.data}", archs=archs,
         dataset=args.data, batch_id=batch_id,
         chunk=args.chunk, workers=args.workers, backend=args.backend,
-        ray_address=args.address, ray_actor_options=_ray_actor_options(args),
+        ray_address=args.address, ray_actor_options=actor_options,
         cache_dir=cache_dir or False,
         progress=args.progress, num_classes=num_classes, image_size=image_size,
         init_draw=args.init_draw)
@@ -412,8 +413,25 @@ class Terminated(Exception):
     """SIGTERM, raised where Python next runs, as SIGINT raises KeyboardInterrupt."""
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated
+class _StopSignals:
+    """SIGINT and SIGTERM handlers that raise and remember the signal.
+
+    Python drops an exception raised where it cannot propagate (inside a garbage
+    collector callback such as JAX's ``_xla_gc_callback``: "Exception ignored in ..."), so
+    a Ctrl-C landing there would let the command finish with exit code 0; the remembered
+    signal still ends it as stopped.
+    """
+
+    def __init__(self):
+        self.received: signal.Signals | None = None
+
+    def __call__(self, signum, frame):
+        self.received = signal.Signals(signum)
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    def install(self) -> dict:
+        return {signum: signal.signal(signum, self)
+                for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
 def _resume_hint(args) -> str:
@@ -436,22 +454,27 @@ def main(argv: list[str] | None = None) -> int:
     how to resume (exit code 130 / 143), no traceback.
     """
     args = _parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    stops = _StopSignals()
+    previous = stops.install()
     try:
         commands = {"score": _score, "correlate": _correlate, "score-space": _score_space,
                     "search": _search}
-        return commands[args.command](args)
+        code = commands[args.command](args)
+        if stops.received is None:
+            return code
+        signum = stops.received  # raised where Python dropped it; what ran since is kept
     except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"zcjax {args.command}: error: {message}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated) as stop:
         signum = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
-        print(f"\nzcjax {args.command}: stopped by {signum.name}; {_resume_hint(args)}",
-              file=sys.stderr)
-        return 128 + signum
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    print(f"\nzcjax {args.command}: stopped by {signum.name}; {_resume_hint(args)}",
+          file=sys.stderr)
+    return 128 + signum
 
 
 def entry_point() -> None:
@@ -460,9 +483,9 @@ def entry_point() -> None:
     After a stop by signal the process ends with ``os._exit``: interpreter teardown while
     XLA's compiler threads still run can crash (SIGSEGV in libjax_common), and every stored
     part is already on disk. Ctrl-C stops the command even when it was started with SIGINT
-    ignored (a shell's background job, some test runners' workers), which Python honours.
+    ignored (a shell's background job, some test runners' workers): ``main`` installs its
+    own handlers.
     """
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     code = main()
     if code > 128:
         sys.stdout.flush()
