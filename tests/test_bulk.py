@@ -4,9 +4,6 @@ import dataclasses
 import json
 import re
 import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -15,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ARCHS, TINY, wait_for_a_part
+from conftest import ARCHS, TINY
 from zcjax import api, bulk, cli, store
 from zcjax.spaces import nb201
 
@@ -285,56 +282,6 @@ def test_store_must_be_a_directory_of_zcjax_parts(tmp_path, tiny_batch):
         bulk.score_space("nb201", "snip", tiny_batch, out=tmp_path, **options)
     with pytest.raises(ValueError, match="no results store"):
         store.read_results(tmp_path / "missing")
-
-
-_KILLED_RUN = """
-import dataclasses, sys, time
-sys.path.insert(0, {tests!r})
-from conftest import TINY
-import zcjax
-from zcjax import api, bulk
-
-make_scorer = api.make_scorer
-
-def slow_make_scorer(*args, **kwargs):
-    scorer = make_scorer(*args, **kwargs)
-    def compiled(*inputs):
-        time.sleep(0.4)  # so the kill lands between parts
-        return scorer.compiled(*inputs)
-    return dataclasses.replace(scorer, compiled=compiled)
-
-api.make_scorer = slow_make_scorer
-images, labels = zcjax.data.sample_batch("imagenet16-120", 8)
-bulk.score_space("nb201", {proxies!r}, (images, labels % 10), key=0, out={out!r},
-                 dataset="imagenet16-120", archs={archs!r}, chunk=2, config=TINY,
-                 cache_dir={cache!r}, progress=False)
-"""
-
-
-def test_kill_9_then_resume_gives_the_clean_result(tmp_path, tiny_batch, scored,
-                                                    compilation_cache):
-    archs = list(ARCHS) + MORE_ARCHS
-    run(tmp_path / "clean", tiny_batch, archs)  # also fills the compilation cache
-    out = tmp_path / "killed"
-    script = _KILLED_RUN.format(tests=str(TESTS), proxies=PROXIES, out=str(out), archs=archs,
-                                cache=str(compilation_cache))
-    log = tmp_path / "killed.log"
-    with open(log, "wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-c", script], stderr=stderr)
-    wait_for_a_part(process, out, log)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
-    stored = len(store.read_results(out))
-    assert 0 < stored < len(archs) * len(PROXIES)  # killed mid-run
-
-    summary = run(out, tiny_batch, archs)
-    assert summary.rows_skipped == stored
-    killed = store.read_results(out).sort_values(["arch", "proxy"]).reset_index(drop=True)
-    clean = store.read_results(tmp_path / "clean").sort_values(["arch", "proxy"])
-    assert len(killed) == len(archs) * len(PROXIES)
-    assert not killed.duplicated(["arch", "proxy"]).any()
-    np.testing.assert_array_equal(killed.value, clean.value)
-    assert (killed.batch_id == clean.batch_id.iloc[0]).all()
 
 
 def test_workers_match_in_process(tmp_path, tiny_batch, scored, compilation_cache):

@@ -28,11 +28,11 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import hashlib
-import json
 import multiprocessing
 import os
 import pickle
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -572,8 +572,18 @@ def prepare_worker_process(spec: _WorkerSpec) -> None:
         use_compilation_cache(spec.cache_dir)
 
 
+def _exit_when_orphaned(parent: int, every: float = 0.5) -> None:
+    """Exit once ``parent`` is gone (killed with -9, it stops no worker): its parts are
+    written by it alone, so what an orphan computes would be lost CPU time."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
+
+
 def _init_worker(spec: _WorkerSpec) -> None:
     global _WORKER
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True,
+                     name="zcjax-orphan-watch").start()
     prepare_worker_process(spec)
     _WORKER = ChunkScorer(spec)
 

@@ -7,7 +7,8 @@ renamed with ``os.replace``, which is atomic on POSIX: a reader (or a resumed ru
 whole part or none of it. A temporary name starts with a dot (pyarrow and pandas skip such
 files) and does not end in ``.parquet`` (globs skip it), so pandas (``pd.read_parquet(out)``),
 polars and DuckDB (``read_parquet('out/*.parquet')``) read the store directly, without
-zcjax, and ignore what a killed run left behind (such files may be deleted by hand).
+zcjax, and ignore what a killed run left behind; the next :class:`StoreWriter` to append
+deletes such leftovers.
 
 Columns (:data:`SCHEMA`):
   space, dataset, batch_id, seed, settings: the row's :class:`RunIdentity` (``settings`` is
@@ -223,7 +224,9 @@ class StoreWriter:
     reads the parts written since it last looked, drops the rows whose key
     (:data:`KEY_COLUMNS`) is already stored, and writes the rest as one part. Two
     processes scoring one store at once therefore store every row once (they may both
-    compute some). The lock is an OS file lock (``fcntl.flock``): it holds between
+    compute some). Every part is written under that lock, so a part's temporary file found
+    by a writer holding it was left by a writer that died mid-write: it is deleted. The
+    lock is an OS file lock (``fcntl.flock``): it holds between
     processes of one machine, and on network filesystems only where those support
     ``flock`` (many NFS setups do not); there, give each machine its own store.
 
@@ -256,6 +259,8 @@ class StoreWriter:
           ``rows`` of the rows written).
         """
         with self._lock:
+            for left in self.directory.glob(f".part-*{PART_SUFFIX}.*.tmp"):
+                left.unlink(missing_ok=True)  # a killed writer's: every live one waits
             self._read_new_parts()
             keys = list(zip(*(rows[column] for column in KEY_COLUMNS)))
             keep = [i for i, key in enumerate(keys) if key not in self._keys]
@@ -275,6 +280,9 @@ def new_part_name(run_token: str, chunk: int) -> str:
 
 def write_part(out: str | os.PathLike, name: str, rows: Mapping[str, Sequence]) -> Path:
     """Write one part file atomically: temporary file, fsync, rename.
+
+    Where a :class:`StoreWriter` may append at the same time, write through it instead: it
+    deletes part temporaries it finds while holding the store's lock.
 
     Args:
       out: the store's directory (created if missing).
