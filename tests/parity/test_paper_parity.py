@@ -55,6 +55,7 @@ from zcjax.proxies import zen_zico  # noqa: E402
 from zcjax.spaces import nb201  # noqa: E402
 
 import torch_nb201  # noqa: E402
+from conftest import TINY as TINY_NETWORK  # noqa: E402
 
 MODES = {"none": "", "log": "_log", "log1p": "_log1p", "norm": "_norm"}
 LAYERWISE = {}  # zcjax name -> alethiometer name, per-layer lists
@@ -383,17 +384,16 @@ def test_zico_reference_quirk_on_cpu(variables, small_batch):
     assert np.isfinite(ours) and ours != 0
 
 
-def test_defaults_differ_from_the_reference_settings(variables, small_batch):
+def test_defaults_differ_from_the_reference_settings(tiny_batch):
     """The defaults (minibatch for ntk/lrn, per-half zico gradients) give other values
-    than the reference settings: the options are not no-ops."""
+    than the reference settings: the options are not no-ops. (No torch side: the
+    conftest's tiny network, which compiles ntk several times faster than SMALL.)"""
     arch = ARCHS[6]
     names = ("ntk", "zico")
-    default = zcjax.make_scorer("nb201", names, config=SMALL,
-                                init_draw=PARITY_INIT_DRAW)
-    reference = zcjax.make_scorer("nb201", names, config=SMALL, **OPTIONS,
-                                  init_draw=PARITY_INIT_DRAW)
-    ours = default(nb201.encode(arch), small_batch, jax.random.key(0))
-    theirs = reference(nb201.encode(arch), small_batch, jax.random.key(0))
+    default = zcjax.make_scorer("nb201", names, config=TINY_NETWORK)
+    reference = zcjax.make_scorer("nb201", names, config=TINY_NETWORK, **OPTIONS)
+    ours = default(nb201.encode(arch), tiny_batch, jax.random.key(0))
+    theirs = reference(nb201.encode(arch), tiny_batch, jax.random.key(0))
     for name in names:
         assert ours[name] != theirs[name], name
 
