@@ -174,7 +174,9 @@ def rederived_scores(model, x, y):
     inputs = x.clone().requires_grad_(True)
     _, logits = model(inputs)
     logits.backward(torch.ones_like(logits))
-    jacobian = inputs.grad.detach().reshape(inputs.shape[0], -1).numpy()
+    # None where no path reaches the input (a TNB101 cell of zeros builds new tensors).
+    grad = inputs.grad if inputs.grad is not None else torch.zeros_like(inputs)
+    jacobian = grad.detach().reshape(inputs.shape[0], -1).numpy()
     try:
         with np.errstate(all="ignore"):
             correlations = np.corrcoef(jacobian)
