@@ -21,7 +21,8 @@ PROXIES = ("jacob_cov", "naswot")
 ARCHS = nb201.arch_strings(nb201.sample(jax.random.key(11), 24))
 CHUNK = 2
 # Kills per worker count (two workers start three processes a trial); every other one
-# waits for a part's write to be under way, the rest land at a random moment.
+# waits for a part's write to be under way, the rest land at a random moment (with two
+# workers the first lands while they start up).
 TRIALS = {1: 10, 2: 6}
 TESTS = Path(__file__).resolve().parent
 
@@ -76,14 +77,19 @@ def gone(pids, timeout: float = 60) -> bool:
     return True
 
 
-def kill_once(script: str, out: Path, log: Path, rng: random.Random, in_write: bool):
-    """Start the run, kill -9 it (once a part's write is under way, or after a random
-    delay); returns whether a temporary part was left, or None if the run finished first."""
+def kill_once(script: str, out: Path, log: Path, rng: random.Random, moment: str):
+    """Start the run and kill -9 it: once a part's write is under way (``"write"``), while
+    its workers start up (``"startup"``: 0.3 s after the first one exists), or after a
+    random delay; returns whether a temporary part was left, or None if the run finished
+    first."""
     with open(log, "wb") as stderr:
         process = subprocess.Popen([sys.executable, "-c", script], stderr=stderr)
-    deadline = time.monotonic() + (120 if in_write else rng.uniform(0.5, 7.0))
+    deadline = time.monotonic() + (120 if moment != "random" else rng.uniform(0.5, 7.0))
     while process.poll() is None and time.monotonic() < deadline:
-        if in_write and temporaries(out):
+        if moment == "write" and temporaries(out):
+            break
+        if moment == "startup" and children(process.pid):
+            time.sleep(0.3)
             break
         time.sleep(0.01)
     if process.poll() is not None:
@@ -119,8 +125,10 @@ def test_kill_9_anywhere_then_resume_stores_exactly_the_clean_rows(
     rng = random.Random(workers)
     landed_in_a_write = 0
     for trial in range(TRIALS[workers]):
-        left_a_temporary = kill_once(script, out, tmp_path / f"run{trial}.log", rng,
-                                     in_write=trial % 2 == 1)
+        # With workers, the first kill lands while they start (before their set-up).
+        moment = ("startup" if workers > 1 and trial == 0 else
+                  "write" if trial % 2 == 1 else "random")
+        left_a_temporary = kill_once(script, out, tmp_path / f"run{trial}.log", rng, moment)
         if left_a_temporary is None:
             break  # the run completed before this kill
         landed_in_a_write += left_a_temporary

@@ -580,9 +580,11 @@ def _exit_when_orphaned(parent: int, every: float = 0.5) -> None:
     os._exit(1)
 
 
-def _init_worker(spec: _WorkerSpec) -> None:
+def _init_worker(spec: _WorkerSpec, parent: int) -> None:
     global _WORKER
-    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True,
+    # ``parent`` is the pid the parent passed: a worker still starting up when its parent
+    # was killed sees another parent already, and exits at once.
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True,
                      name="zcjax-orphan-watch").start()
     prepare_worker_process(spec)
     _WORKER = ChunkScorer(spec)
@@ -597,7 +599,7 @@ def _run_workers(spec, tasks, workers, finish, bar) -> float:
     """Score chunks in ``workers`` spawned processes; the parent writes every part."""
     pool = concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-        initargs=(spec,))
+        initargs=(spec, os.getpid()))
     compile_seconds = 0.0
     try:
         futures = {pool.submit(_score_in_worker, task.genotypes): task for task in tasks}
