@@ -39,6 +39,7 @@ import jax.numpy as jnp  # noqa: E402
 
 import zcjax  # noqa: E402
 from zcjax import api  # noqa: E402
+from zcjax.proxies.base import cross_entropy  # noqa: E402
 from zcjax.spaces import tnb101_micro  # noqa: E402
 
 import torch_tnb101  # noqa: E402
@@ -89,8 +90,7 @@ def _zcjax_loss_and_grads():
 
     def loss(params, genotype, images, labels):
         logits = network.apply({"params": params}, genotype, images)
-        log_probs = jax.nn.log_softmax(logits)
-        return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], 1)), logits
+        return cross_entropy(logits, labels), logits
 
     return jax.jit(jax.value_and_grad(loss, has_aux=True))
 
