@@ -20,8 +20,8 @@ batch 16 of ``sample_batch``) over 13 architectures:
   reference code on ``model.double()``): 1e-9, which shows that every float32 difference is
   round-off and not a difference in what is computed.
 
-The slow test repeats this on the full-size network (where float32 is ill-conditioned, see
-FULL_TOLERANCE).
+``test_full_size_parity`` repeats this on the full-size network (where float32 is
+ill-conditioned, see FULL_TOLERANCE).
 
 alethiometer's package ``__init__`` imports torchvision (dataset helpers only), so its
 metric code is loaded under a bare package module (:func:`load_alethiometer`).
@@ -29,7 +29,7 @@ Its nwot_relu hooks every module whose class name contains "ReLU" -- on NB201 th
 each ``nn.ReLU`` AND each ``ReLUConvBN`` wrapping one, so the ReLUs inside ReLUConvBN count
 twice (the original NASWOT code does the same). See :func:`test_naswot_reference_quirk`.
 
-Run: ``pytest tests/parity -q -s`` (``-m slow`` adds the full-size network).
+Run: ``pytest tests/parity -q -s``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ALL, ARCHS, PARITY_INIT_DRAW, SMALL, SMALL_BATCH, TINY, aleth,  # noqa: E402
+from common import (ARCHS, PARITY_INIT_DRAW, SMALL, SMALL_BATCH, TINY, aleth,  # noqa: E402
                     init_variables, relative_error, to_torch, torch, torch_model)
 
 import jax  # noqa: E402
@@ -57,11 +57,6 @@ from zcjax.proxies import registry  # noqa: E402
 from zcjax.spaces import nb201  # noqa: E402
 
 import torch_nb201  # noqa: E402
-
-FULL = nb201.Config()
-FULL_BATCH = 64
-
-FULL_ARCHS = (ARCHS[5], ARCHS[6], ALL["avg_pool_3x3"])
 
 ALETH_PROXIES = {  # zcjax name -> alethiometer name
     "grad_norm": "grad_norm",
@@ -428,29 +423,6 @@ def test_naswot_relu_modules_only_option(small_batch, small_results):
     print(f"\nnaswot, ReLU modules only: max relative deviation {worst_option:.3e}; the "
           f"default (wrappers counted) differs from it by up to {worst_default:.3e}")
     assert worst_option <= TOLERANCE["naswot"]
-
-
-@pytest.mark.slow
-def test_full_config():
-    scorer = make_scorer(FULL)
-    batch = zcjax.data.sample_batch("cifar10", FULL_BATCH)
-    key = jax.random.key(0)
-    results = parities(scorer, FULL, FULL_ARCHS, batch, key)
-    table = report("zcjax vs references (full NB201 config, batch 64, float32)", results,
-                   ZCJAX_PROXIES)
-    for result in results:
-        # A few ReLU inputs sit within float32 round-off of 0 at this size, so a handful of
-        # code bits may differ between the frameworks (each flip moves a row of K by 1 or 2).
-        for ours, theirs in ((result.zcjax_kernel, result.aleth_kernel),
-                             (result.zcjax_quirk_kernel, result.quirk_kernel)):
-            flips = np.max(np.abs(ours - theirs))
-            print(f"  naswot kernel {result.arch}: max |dK| {flips:g} of K_ii {ours[0, 0]:g}")
-            assert flips <= 1e-5 * ours[0, 0], result.arch
-    exact = parities(scorer, FULL, FULL_ARCHS[1:2], batch, key, float64=True)
-    exact_table = report("zcjax vs references, both float64 (full config)", exact,
-                         FLOAT64_PROXIES)
-    check(exact_table, exact, FLOAT64_TOLERANCE)
-    check(table, results, FULL_TOLERANCE, FULL_SCORE_TOLERANCE)
 
 
 @pytest.mark.parametrize("cells", [1, 2])

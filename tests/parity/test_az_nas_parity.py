@@ -109,8 +109,8 @@ def nchw(array) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=None)
-def _runner():
-    network = nb201.network(SMALL)
+def _runner(config=SMALL):
+    network = nb201.network(config)
     resolved = registry.resolve(COMPONENTS)
 
     def run(variables, genotype, images, labels, key):
@@ -126,28 +126,28 @@ def _runner():
     return network, jax.jit(run)
 
 
-def zcjax_side(arch, key):
-    network, run = _runner()
+def zcjax_side(arch, key, config=SMALL, batch_size=SMALL_BATCH):
+    network, run = _runner(config)
     with jax.enable_x64(True):
         variables = network.init(api.init_key(key))
-        images = jnp.zeros((SMALL_BATCH, SMALL.image_size, SMALL.image_size, 3), jnp.float32)
-        labels = jnp.zeros(SMALL_BATCH, jnp.int32)
+        images = jnp.zeros((batch_size, config.image_size, config.image_size, 3), jnp.float32)
+        labels = jnp.zeros(batch_size, jnp.int32)
         outputs = run(variables, jnp.asarray(nb201.encode(arch)), images, labels,
                       api.noise_key(key))
         return jax.tree.map(np.asarray, outputs)
 
 
-def reference_side(arch, variables, images, signs):
+def reference_side(arch, variables, images, signs, config=SMALL):
     score_module, model_module, structure = reference_modules()
-    ours = torch_model(arch, SMALL, variables["params"])
-    model = model_module.TinyNetwork(SMALL.channels[0], SMALL.cells_per_stage,
-                                     structure.str2structure(arch), SMALL.num_classes)
+    ours = torch_model(arch, config, variables["params"])
+    model = model_module.TinyNetwork(config.channels[0], config.cells_per_stage,
+                                     structure.str2structure(arch), config.num_classes)
     model.load_state_dict(ours.state_dict())
     x = nchw(images)
     # The reference draws the signs from the last block backwards, as +-1 = 2 b - 1.
     bernoulli = [(nchw(g) + 1) / 2 for g in reversed(signs)]
     with reference_patched(score_module, bernoulli):
-        info = score_module.compute_nas_score(model, None, [(x, None)], SMALL.image_size,
+        info = score_module.compute_nas_score(model, None, [(x, None)], config.image_size,
                                               len(x))
     return {name: info[name.removeprefix("az_")] for name in COMPONENTS}, model, x
 

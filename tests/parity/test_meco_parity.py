@@ -118,8 +118,8 @@ def nchw(array) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=None)
-def _runner():
-    network = nb201.network(SMALL)
+def _runner(config=SMALL):
+    network = nb201.network(config)
     resolved = registry.resolve(["meco"])
 
     def run(variables, genotype, images, labels, key):
@@ -132,29 +132,29 @@ def _runner():
     return network, jax.jit(run)
 
 
-def zcjax_side(arch, key):
-    network, run = _runner()
+def zcjax_side(arch, key, config=SMALL, batch_size=SMALL_BATCH):
+    network, run = _runner(config)
     with jax.enable_x64(True):
         variables = network.init(api.init_key(key))
-        images = jnp.zeros((SMALL_BATCH, SMALL.image_size, SMALL.image_size, 3), jnp.float32)
-        labels = jnp.zeros(SMALL_BATCH, jnp.int32)
+        images = jnp.zeros((batch_size, config.image_size, config.image_size, 3), jnp.float32)
+        labels = jnp.zeros(batch_size, jnp.int32)
         score, image, count = run(variables, jnp.asarray(nb201.encode(arch)), images, labels,
                                   api.noise_key(key))
         return float(score), np.asarray(image), int(count), variables
 
 
-def reference_model(arch, variables, cls):
+def reference_model(arch, variables, cls, config=SMALL):
     _, _, _, structure = reference_modules()
-    ours = torch_model(arch, SMALL, variables["params"])
-    model = cls(SMALL.channels[0], SMALL.cells_per_stage, structure.str2structure(arch),
-                SMALL.num_classes)
+    ours = torch_model(arch, config, variables["params"])
+    model = cls(config.channels[0], config.cells_per_stage, structure.str2structure(arch),
+                config.num_classes)
     model.load_state_dict(ours.state_dict())
     return model.train()
 
 
-def reference_side(arch, variables, image, cls=None):
+def reference_side(arch, variables, image, cls=None, config=SMALL):
     module, _, logits_network, _ = reference_modules()
-    model = reference_model(arch, variables, cls or logits_network)
+    model = reference_model(arch, variables, cls or logits_network, config)
     calls = []
     for submodule in model.modules():
         submodule.register_forward_hook(lambda *_: calls.append(1))

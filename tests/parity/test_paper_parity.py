@@ -162,8 +162,8 @@ def proxy_inputs(network, variables, arch, batch, key, dtype=jnp.float32):
 
 
 @functools.lru_cache(maxsize=None)
-def _runner(names, dtype_name):
-    network = nb201.network(SMALL)
+def _runner(names, dtype_name, config=SMALL):
+    network = nb201.network(config)
     resolved = registry.resolve(names)
     dtype = jnp.dtype(dtype_name)
 
@@ -178,8 +178,8 @@ def _runner(names, dtype_name):
     return network, dtype, jax.jit(run)
 
 
-def zcjax_side(names, variables, arch, batch, key, dtype=jnp.float32):
-    network, dtype, run = _runner(tuple(names), jnp.dtype(dtype).name)
+def zcjax_side(names, variables, arch, batch, key, dtype=jnp.float32, config=SMALL):
+    network, dtype, run = _runner(tuple(names), jnp.dtype(dtype).name, config)
     with jax.enable_x64(True):  # float64 arrays can only be made inside the scope
         inputs = proxy_inputs(network, variables, arch, batch, key, dtype)
         outputs, kernels, draws = run(inputs.variables, inputs.genotype, inputs.images,
@@ -201,10 +201,10 @@ def _calc(names, model, x, y, aggregate=False):
                                  aggregate=aggregate)
 
 
-def reference_side(names, variables, arch, batch, draws, dtype=torch.float32):
+def reference_side(names, variables, arch, batch, draws, dtype=torch.float32, config=SMALL):
     x, y = to_torch(batch)
     x = x.to(dtype)
-    model = torch_model(arch, SMALL, variables["params"], dtype=dtype)
+    model = torch_model(arch, config, variables["params"], dtype=dtype)
     layerwise = [n for n in names if n in LAYERWISE]
     values = _calc([LAYERWISE[n] for n in layerwise], model, x, y) if layerwise else {}
     scores = {}
@@ -215,7 +215,7 @@ def reference_side(names, variables, arch, batch, draws, dtype=torch.float32):
         scores["nwot"] = (float(_calc(["nwot"], model, x, y)["nwot"]), None)
     if "zen" in names:
         gaussian_variables, zen_x, zen_noise = draws["zen"]
-        gaussian = torch_model(arch, SMALL, gaussian_variables["params"], dtype=dtype)
+        gaussian = torch_model(arch, config, gaussian_variables["params"], dtype=dtype)
         with reference_draws("zen", [nchw(zen_x).to(dtype), nchw(zen_noise).to(dtype)],
                              network_weight_gaussian_init=lambda net: net):
             scores["zen"] = (float(_calc(["zen"], gaussian, x, y)["zen"]), None)
@@ -238,12 +238,14 @@ def reference_kernels(model, x, y):
 # The comparison
 # ---------------------------------------------------------------------------
 class Comparison:
-    def __init__(self, names, variables, arch, batch, key, *, float64=False):
+    def __init__(self, names, variables, arch, batch, key, *, float64=False, config=SMALL):
         self.arch = arch
         dtype = jnp.float64 if float64 else jnp.float32
-        self.zcjax, self.kernels, draws = zcjax_side(names, variables, arch, batch, key, dtype)
+        self.zcjax, self.kernels, draws = zcjax_side(names, variables, arch, batch, key, dtype,
+                                                     config)
         self.reference, model, x, y = reference_side(
-            names, variables, arch, batch, draws, torch.float64 if float64 else torch.float32)
+            names, variables, arch, batch, draws, torch.float64 if float64 else torch.float32,
+            config)
         self.reference_kernels = None if float64 else reference_kernels(model, x, y)
 
     def errors(self, name):

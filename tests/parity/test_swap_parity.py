@@ -40,12 +40,13 @@ def xautodl_classes():
     return TinyNetwork, Structure
 
 
-def xautodl_model(arch, params):
-    """NB201's TinyNetwork for ``arch`` at the SMALL size, holding zcjax's ``params``."""
+def xautodl_model(arch, params, config=SMALL):
+    """NB201's TinyNetwork for ``arch`` (SMALL's size by default), holding zcjax's
+    ``params``."""
     TinyNetwork, Structure = xautodl_classes()
-    model = TinyNetwork(SMALL.channels[0], SMALL.cells_per_stage, Structure.str2structure(arch),
-                        SMALL.num_classes)
-    twin = torch_model(arch, SMALL, params)
+    model = TinyNetwork(config.channels[0], config.cells_per_stage,
+                        Structure.str2structure(arch), config.num_classes)
+    twin = torch_model(arch, config, params)
     model.load_state_dict(twin.state_dict(), strict=True)
     return model
 

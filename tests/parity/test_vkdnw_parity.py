@@ -93,8 +93,8 @@ def reference_patched(module, dtype):
 
 
 @functools.lru_cache(maxsize=None)
-def _runner(tensors, entries):
-    network = nb201.network(SMALL)
+def _runner(tensors, entries, config=SMALL):
+    network = nb201.network(config)
     names = ("vkdnw", "vkdnw_dim")
     options = registry.validate_options(names, {
         "sota_init": "scorer", "vkdnw_inputs": "batch", "vkdnw_tensors": tensors,
@@ -110,9 +110,9 @@ def _runner(tensors, entries):
     return network, jax.jit(run)
 
 
-def same_numbers(float64: bool):
+def same_numbers(float64: bool, config=SMALL, batch_size=SMALL_BATCH):
     """Kaiming-normal variables and a Gaussian batch, in the run's dtype."""
-    network, _ = _runner(*SETTINGS[0])
+    network, _ = _runner(*SETTINGS[0], config)
     key = jax.random.key(7)
     with jax.enable_x64(True):
         variables = network.init(api.init_key(key))
@@ -120,27 +120,27 @@ def same_numbers(float64: bool):
                                              reinit.kaiming_std,
                                              reinit.kernel_fan_ins(network))
         images = jax.random.normal(jax.random.fold_in(key, 2),
-                                   (SMALL_BATCH, SMALL.image_size, SMALL.image_size, 3))
+                                   (batch_size, config.image_size, config.image_size, 3))
         dtype = jnp.float64 if float64 else jnp.float32
         variables = jax.tree.map(lambda leaf: np.asarray(leaf, dtype), variables)
         return variables, np.asarray(images, dtype)
 
 
-def zcjax_side(arch, variables, images, tensors, entries):
-    _, run = _runner(tensors, entries)
+def zcjax_side(arch, variables, images, tensors, entries, config=SMALL):
+    _, run = _runner(tensors, entries, config)
     with jax.enable_x64(True):
         out = run(variables, jnp.asarray(nb201.encode(arch)), images)
         return {name: float(value) for name, value in out.items()}
 
 
-def reference_side(arch, variables, images, tensors, entries, float64):
+def reference_side(arch, variables, images, tensors, entries, float64, config=SMALL):
     module = reference_module()
     dtype = torch.float64 if float64 else torch.float32
-    model = torch_model(arch, SMALL, variables["params"], dtype=dtype)
+    model = torch_model(arch, config, variables["params"], dtype=dtype)
     x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     with reference_patched(module, dtype):
-        info = module.compute_nas_score(model, None, [(x, None)], SMALL.image_size,
-                                        SMALL_BATCH, params_grad_len=tensors, p=entries)
+        info = module.compute_nas_score(model, None, [(x, None)], config.image_size,
+                                        len(x), params_grad_len=tensors, p=entries)
     return {"vkdnw": info["vkdnw_entropy"], "vkdnw_dim": info["vkdnw_dim"]}
 
 
