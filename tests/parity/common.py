@@ -22,6 +22,7 @@ torch = import_or_unavailable("torch")
 
 import jax  # noqa: E402
 
+import zcjax  # noqa: E402
 from zcjax import api  # noqa: E402
 from zcjax.spaces import nb201  # noqa: E402
 
@@ -126,7 +127,28 @@ def torch_model(arch, config, params, *, nb201_class_names=True, dtype=None):
     return torch_nb201.load_zcjax_params(model, params).train()
 
 
+def parity_variables(config, batch, key=None):
+    """The NB201 scorer's weights at ``config`` for ``key`` (default key 0), drawn as the
+    parity suites' tolerances were established (``PARITY_INIT_DRAW``), as NumPy."""
+    scorer = zcjax.make_scorer("nb201", ["params"], config=config, init_draw=PARITY_INIT_DRAW)
+    key = jax.random.key(0) if key is None else key
+    return jax.tree.map(np.asarray, init_variables(scorer, batch, key))
+
+
 def init_variables(scorer, batch, key):
     """The parameters the scorer uses for ``key`` (the same for every architecture)."""
     return jax.jit(functools.partial(scorer.network.init, init_draw=PARITY_INIT_DRAW))(
         api.init_key(key), batch[0][:1])
+
+
+def copy_weight(target: torch.Tensor, value) -> None:
+    """A zcjax array into a torch parameter: HWIO -> OIHW (a depthwise HW1C kernel ->
+    C1HW), a Dense (in, out) -> (out, in)."""
+    value = np.asarray(value)
+    if value.ndim == 4:
+        value = value.transpose(3, 2, 0, 1)
+    elif value.ndim == 2:
+        value = value.T
+    assert tuple(target.shape) == value.shape, (tuple(target.shape), value.shape)
+    with torch.no_grad():
+        target.copy_(torch.from_numpy(np.array(value)).to(target.dtype))

@@ -35,20 +35,18 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import relative_error, to_torch, torch  # noqa: E402
+from common import to_torch, torch  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import zcjax  # noqa: E402
 from zcjax import api  # noqa: E402
-from zcjax.proxies.base import cross_entropy  # noqa: E402
 from zcjax.spaces import darts  # noqa: E402
 
+import space_parity  # noqa: E402
 import torch_darts  # noqa: E402
-from test_alethiometer_parity import (TOLERANCE, _scaled_error,  # noqa: E402
-                                      alethiometer_naswot, alethiometer_scores,
-                                      rederived_scores)
+from test_space_conformance import FIXTURES  # noqa: E402
 
 CONFIG = darts.Config(channels=4, layers=3, num_classes=10, image_size=16)
 NASLIB = dataclasses.replace(CONFIG, affine=darts.NASLIB_ZERO_COST.affine,
@@ -64,13 +62,8 @@ def _cells(*ops: str) -> str:
     return str([cell, cell])
 
 
-ARCHS = (
-    "[[(0, 3), (1, 4), (0, 5), (2, 6), (1, 0), (3, 1), (4, 2), (0, 3)], "
-    "[(0, 2), (1, 3), (2, 2), (1, 4), (0, 5), (3, 6), (4, 0), (1, 1)]]",
-    "[[(1, 0), (0, 1), (2, 2), (1, 3), (3, 4), (0, 5), (2, 6), (4, 0)], "
-    "[(1, 4), (0, 0), (1, 1), (2, 3), (3, 2), (1, 6), (0, 5), (4, 2)]]",
-    "[[(0, 2), (1, 2), (0, 2), (2, 2), (3, 2), (1, 2), (4, 2), (2, 2)], "
-    "[(0, 1), (1, 2), (2, 0), (0, 2), (1, 2), (3, 3), (4, 1), (2, 2)]]",
+ARCHS = FIXTURES["darts"].archs + (  # every op in both cells, reduce-cell skips from a
+    # cell input and from a node
     _cells("skip_connect"),
     _cells("max_pool_3x3", "avg_pool_3x3"),
 )
@@ -81,7 +74,6 @@ ROUND_OFF_JACOBIAN = (ARCHS[3],)
 PROXIES = ("grad_norm", "snip", "grasp", "synflow", "naswot", "fisher", "jacob_cov", "plain",
            "l2_norm")
 PER_LAYER = ("grad_norm", "snip", "grasp", "fisher", "plain", "l2_norm")
-SIGNED = ("grasp", "plain")
 
 
 def test_the_archs_are_the_ones_described():
@@ -114,14 +106,8 @@ def torch_model(arch, config, params, dtype=torch.float32):
 
 
 @functools.cache
-def _zcjax_loss_and_grads(config):
-    network = darts.network(config)
-
-    def loss(params, genotype, images, labels):
-        logits = network.apply({"params": params}, genotype, images)
-        return cross_entropy(logits, labels), logits
-
-    return jax.jit(jax.value_and_grad(loss, has_aux=True))
+def _loss_and_grads(config):
+    return space_parity.loss_and_gradients(darts.network(config))
 
 
 CASES = [(arch, CONFIG) for arch in ARCHS] + [(ARCHS[0], NASLIB), (ARCHS[4], NASLIB)]
@@ -131,37 +117,12 @@ CASES = [(arch, CONFIG) for arch in ARCHS] + [(ARCHS[0], NASLIB), (ARCHS[4], NAS
                          ids=[f"arch{ARCHS.index(a)}-{'naslib' if c.pool_bn else 'darts'}"
                               for a, c in CASES])
 def test_logits_loss_and_gradients_equal_the_darts_network_in_float64(arch, config, batch):
-    images, labels = batch
-    with jax.enable_x64(True):
-        params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64),
-                              variables(config, images)["params"])
-        (loss, logits), grads = jax.device_get(_zcjax_loss_and_grads(config)(
-            params, jnp.asarray(darts.encode(arch)), jnp.asarray(images, jnp.float64),
-            jnp.asarray(labels)))
-    model = torch_model(arch, config, jax.device_get(params), torch.float64)
-    x, y = to_torch(batch)
-    _, torch_logits = model(x.double())
-    torch_loss = torch.nn.functional.cross_entropy(torch_logits, y)
-    torch_loss.backward()
-
-    def close(a, b, what, floor=0.0):
-        b = np.asarray(b, np.float64)
-        scale = max(float(np.max(np.abs(b), initial=0.0)), floor, 1e-30)
-        assert float(np.max(np.abs(np.asarray(a) - b), initial=0.0)) <= 1e-9 * scale, what
-
-    close(logits, torch_logits.detach().numpy(), "logits")
-    close(loss, torch_loss.item(), "loss")
-    # zcjax's gradients in a second torch model, parameter by parameter: every parameter
-    # of DARTS' network is compared (zcjax's unchosen ops are not in it). A gradient that
-    # is zero in exact arithmetic (a BatchNorm after the pools of NASLib's graph cancels
-    # the shift of the one before) is round-off (~1e-17) on both sides: it is held to
-    # 1e-9 of 1e-3 of the network's largest gradient.
-    gradients = torch_model(arch, config, grads, torch.float64)
-    named = dict(gradients.named_parameters())
-    largest = max(float(parameter.grad.abs().max()) for parameter in model.parameters())
-    for name, parameter in model.named_parameters():
-        assert parameter.grad is not None, name
-        close(named[name].detach().numpy(), parameter.grad.numpy(), name, 1e-3 * largest)
+    # A gradient that is zero in exact arithmetic (a BatchNorm after the pools of NASLib's
+    # graph cancels the shift of the one before) is round-off (~1e-17) on both sides: it is
+    # held to 1e-9 of 1e-3 of the network's largest gradient.
+    space_parity.assert_float64_equal(
+        _loss_and_grads(config), lambda params, dtype: torch_model(arch, config, params, dtype),
+        variables(config, batch[0]), darts.encode(arch), batch, floor=1e-3)
 
 
 @functools.cache
@@ -171,32 +132,12 @@ def _scorer():
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_proxies_equal_the_reference_code_on_the_darts_network(arch, batch):
-    x, y = to_torch(batch)
     model = torch_model(arch, CONFIG, variables(CONFIG, batch[0])["params"])
-    reference, l1 = {}, {}
-    per_layer, grasp_l1 = alethiometer_scores(model, x, y)
-    reference.update({name: (values.sum(), values) for name, values in per_layer.items()})
-    derived, plain_l1 = rederived_scores(model, x, y)
-    reference.update({name: (float(np.sum(value)), value if np.ndim(value) else None)
-                      for name, value in derived.items()})
-    l1.update(grasp_l1, **plain_l1)
-    _, logdet = alethiometer_naswot(model, x, y)
-    reference["naswot"] = (logdet, None)
-
     ours = _scorer()(darts.encode(arch), batch, jax.random.key(0))
-    for name in PROXIES:
-        if name == "jacob_cov" and arch in ROUND_OFF_JACOBIAN:
-            continue
-        score, layers, active = (np.asarray(v) for v in ours[name])
-        want_score, want_layers = reference[name]
-        if name in SIGNED:  # signed sums that cancel: relative to the L1 of their terms
-            assert _scaled_error(score, want_score, l1[name].sum()) <= TOLERANCE[name], name
-            assert max(map(_scaled_error, layers[active], want_layers, l1[name])) <= (
-                TOLERANCE[name]), name
-            continue
-        assert relative_error(score, want_score) <= TOLERANCE[name], (name, score, want_score)
-        if name in PER_LAYER:
-            assert relative_error(layers[active], want_layers) <= TOLERANCE[name], name
+    # jacob_cov is round-off on the all-skip network: checked below instead.
+    proxies = [name for name in PROXIES
+               if not (name == "jacob_cov" and arch in ROUND_OFF_JACOBIAN)]
+    space_parity.assert_classic_proxies_equal(ours, model, batch, proxies, PER_LAYER)
 
 
 def test_the_all_skip_network_s_batched_input_jacobian_is_zero(batch):

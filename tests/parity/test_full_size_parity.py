@@ -30,8 +30,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ALL, ARCHS, PARITY_INIT_DRAW, init_variables, relative_error,  # noqa: E402
-                    to_torch)
+from common import (ALL, ARCHS, PARITY_INIT_DRAW, parity_variables,  # noqa: E402
+                    relative_error, to_torch)
 
 import jax  # noqa: E402
 
@@ -68,9 +68,7 @@ def batch():
 
 @pytest.fixture(scope="module")
 def variables(batch):
-    scorer = zcjax.make_scorer("nb201", ["params"], config=CONFIG,
-                               init_draw=PARITY_INIT_DRAW)
-    return jax.tree.map(np.asarray, init_variables(scorer, batch, jax.random.key(0)))
+    return parity_variables(CONFIG, batch)
 
 
 def test_classic_proxies_float32(variables, batch):

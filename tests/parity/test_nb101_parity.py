@@ -33,20 +33,18 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import relative_error, to_torch, torch  # noqa: E402
+from common import torch  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import zcjax  # noqa: E402
 from zcjax import api  # noqa: E402
-from zcjax.proxies.base import cross_entropy  # noqa: E402
 from zcjax.spaces import nb101  # noqa: E402
 
+import space_parity  # noqa: E402
 import torch_nb101  # noqa: E402
-from test_alethiometer_parity import (TOLERANCE, _scaled_error,  # noqa: E402
-                                      alethiometer_naswot, alethiometer_scores,
-                                      rederived_scores)
+from test_space_conformance import FIXTURES  # noqa: E402
 
 CONFIG = nb101.Config(stem_channels=8, stacks=3, cells_per_stack=2, image_size=16)
 
@@ -59,14 +57,8 @@ def _arch(edges, ops):
     return nb101.decode(np.concatenate([matrix.ravel(), [0, *ops, 1]]))
 
 
-ARCHS = (
-    # The conformance suite's signature (three vertices feed the output).
-    "(0, 1, 0, 0, 1, 1, 1, 0, 0, 1, 0, 0, 1, 1, 0, 0, 0, 1, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0,"
-    " 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 3, 4, 4, 1)",
-    "(0, 0, 1, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0, 1,"
-    " 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 4, 2, 3, 4, 2, 1)",
-    "(0, 1, 1, 1, 1, 0, 1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, 1, 1, 0, 0, 0, 0, 0, 1, 0,"
-    " 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 3, 2, 2, 2, 1)",
+ARCHS = FIXTURES["nb101"].archs + (  # the conformance suite's signature (three vertices
+    # feed the output): every op, truncating edges, projections present and absent
     # Vertices 2 and 5 reach nothing (pruned); 1 -> 3 -> 4 -> output, input -> 4 and output.
     _arch(((0, 1), (0, 2), (1, 3), (3, 4), (0, 4), (4, 6), (0, 6), (2, 5)), (4, 3, 3, 3, 2)),
     # Max-pools only: every conv of the cells is a projection.
@@ -78,7 +70,6 @@ ARCHS += (SMALLEST,)
 PROXIES = ("grad_norm", "snip", "grasp", "synflow", "naswot", "fisher", "jacob_cov", "plain",
            "l2_norm")
 PER_LAYER = ("grad_norm", "snip", "grasp", "fisher", "plain", "l2_norm")
-SIGNED = ("grasp", "plain")
 
 
 def test_the_archs_cover_four_signatures_and_a_pruned_vertex():
@@ -99,7 +90,7 @@ def variables(arch, images):
     """The scorer's own initial weights for key 0 (PyTorch-default distributions)."""
     network = nb101.network(CONFIG, nb101.signature(arch, CONFIG))
     return jax.device_get(jax.jit(network.init)(api.init_key(jax.random.key(0)),
-                                                       jnp.asarray(images[:1])))
+                                                jnp.asarray(images[:1])))
 
 
 def torch_model(arch, params, dtype=torch.float32):
@@ -109,51 +100,18 @@ def torch_model(arch, params, dtype=torch.float32):
                                          CONFIG.cells_per_stack).train()
 
 
-def _zcjax_loss_and_grads(arch):
-    return _loss_and_grads(nb101.signature(arch, CONFIG))
-
-
 @functools.cache
 def _loss_and_grads(signature):
     """One compiled loss-and-gradient program per signature."""
-    network = nb101.network(CONFIG, signature)
-
-    def loss(params, genotype, images, labels):
-        logits = network.apply({"params": params}, genotype, images)
-        return cross_entropy(logits, labels), logits
-
-    return jax.jit(jax.value_and_grad(loss, has_aux=True))
+    return space_parity.loss_and_gradients(nb101.network(CONFIG, signature))
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_logits_loss_and_gradients_equal_the_benchmark_network_in_float64(arch, batch):
-    images, labels = batch
-    with jax.enable_x64(True):
-        params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64),
-                              variables(arch, images)["params"])
-        (loss, logits), grads = jax.device_get(_zcjax_loss_and_grads(arch)(
-            params, jnp.asarray(nb101.encode(arch)), jnp.asarray(images, jnp.float64),
-            jnp.asarray(labels)))
-    model = torch_model(arch, jax.device_get(params), torch.float64)
-    x, y = to_torch(batch)
-    _, torch_logits = model(x.double())
-    torch_loss = torch.nn.functional.cross_entropy(torch_logits, y)
-    torch_loss.backward()
-
-    def close(a, b, what):
-        b = np.asarray(b, np.float64)
-        scale = max(float(np.max(np.abs(b), initial=0.0)), 1e-30)
-        assert float(np.max(np.abs(np.asarray(a) - b), initial=0.0)) <= 1e-9 * scale, what
-
-    close(logits, torch_logits.detach().numpy(), "logits")
-    close(loss, torch_loss.item(), "loss")
-    # zcjax's gradients in a second torch model, parameter by parameter: every parameter
-    # of the benchmark's network is compared (zcjax's unused ops are not in it).
-    gradients = torch_model(arch, grads, torch.float64)
-    named = dict(gradients.named_parameters())
-    for name, parameter in model.named_parameters():
-        assert parameter.grad is not None, name
-        close(named[name].detach().numpy(), parameter.grad.numpy(), name)
+    space_parity.assert_float64_equal(
+        _loss_and_grads(nb101.signature(arch, CONFIG)),
+        lambda params, dtype: torch_model(arch, params, dtype), variables(arch, batch[0]),
+        nb101.encode(arch), batch)
 
 
 @functools.cache
@@ -163,27 +121,6 @@ def _scorer():
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_proxies_equal_the_reference_code_on_the_benchmark_network(arch, batch):
-    x, y = to_torch(batch)
     model = torch_model(arch, variables(arch, batch[0])["params"])
-    reference, l1 = {}, {}
-    per_layer, grasp_l1 = alethiometer_scores(model, x, y)
-    reference.update({name: (values.sum(), values) for name, values in per_layer.items()})
-    derived, plain_l1 = rederived_scores(model, x, y)
-    reference.update({name: (float(np.sum(value)), value if np.ndim(value) else None)
-                      for name, value in derived.items()})
-    l1.update(grasp_l1, **plain_l1)
-    _, logdet = alethiometer_naswot(model, x, y)
-    reference["naswot"] = (logdet, None)
-
     ours = _scorer()(nb101.encode(arch), batch, jax.random.key(0))
-    for name in PROXIES:
-        score, layers, active = (np.asarray(v) for v in ours[name])
-        want_score, want_layers = reference[name]
-        if name in SIGNED:  # signed sums that cancel: relative to the L1 of their terms
-            assert _scaled_error(score, want_score, l1[name].sum()) <= TOLERANCE[name], name
-            assert max(map(_scaled_error, layers[active], want_layers, l1[name])) <= (
-                TOLERANCE[name]), name
-            continue
-        assert relative_error(score, want_score) <= TOLERANCE[name], (name, score, want_score)
-        if name in PER_LAYER:
-            assert relative_error(layers[active], want_layers) <= TOLERANCE[name], name
+    space_parity.assert_classic_proxies_equal(ours, model, batch, PROXIES, PER_LAYER)

@@ -39,8 +39,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ARCHS, PARITY_INIT_DRAW, SMALL, SMALL_BATCH, aleth, init_variables,  # noqa: E402
-                    relative_error, to_torch, torch, torch_model)
+from common import (ARCHS, PARITY_INIT_DRAW, SMALL, SMALL_BATCH, aleth,  # noqa: E402
+                    parity_variables, relative_error, to_torch, torch, torch_model)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -285,9 +285,7 @@ def small_batch():
 
 @pytest.fixture(scope="module")
 def variables(small_batch):
-    scorer = zcjax.make_scorer("nb201", ["params"], config=SMALL,
-                               init_draw=PARITY_INIT_DRAW)
-    return jax.tree.map(np.asarray, init_variables(scorer, small_batch, jax.random.key(0)))
+    return parity_variables(SMALL, small_batch)
 
 
 @pytest.fixture(scope="module")

@@ -32,20 +32,17 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import relative_error, to_torch, torch  # noqa: E402
+from common import to_torch, torch  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import zcjax  # noqa: E402
 from zcjax import api  # noqa: E402
-from zcjax.proxies.base import cross_entropy  # noqa: E402
 from zcjax.spaces import tnb101_micro  # noqa: E402
 
+import space_parity  # noqa: E402
 import torch_tnb101  # noqa: E402
-from test_alethiometer_parity import (TOLERANCE, _scaled_error,  # noqa: E402
-                                      alethiometer_naswot, alethiometer_scores,
-                                      rederived_scores)
 
 CONFIG = tnb101_micro.Config(base_channels=8, macro="4134", cells_per_layer=2,
                              num_classes=10, image_size=32)
@@ -85,46 +82,17 @@ def torch_model(arch, params, dtype=torch.float32):
 
 
 @functools.cache
-def _zcjax_loss_and_grads():
-    network = tnb101_micro.network(CONFIG)
-
-    def loss(params, genotype, images, labels):
-        logits = network.apply({"params": params}, genotype, images)
-        return cross_entropy(logits, labels), logits
-
-    return jax.jit(jax.value_and_grad(loss, has_aux=True))
+def _loss_and_grads():
+    return space_parity.loss_and_gradients(tnb101_micro.network(CONFIG))
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_logits_loss_and_gradients_equal_the_benchmark_network_in_float64(
         arch, variables, batch):
-    images, labels = batch
-    with jax.enable_x64(True):
-        params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), variables["params"])
-        (loss, logits), grads = jax.device_get(_zcjax_loss_and_grads()(
-            params, jnp.asarray(tnb101_micro.encode(arch)), jnp.asarray(images, jnp.float64),
-            jnp.asarray(labels)))
-    model = torch_model(arch, jax.device_get(params), torch.float64)
-    x, y = to_torch(batch)
-    _, torch_logits = model(x.double())
-    torch_loss = torch.nn.functional.cross_entropy(torch_logits, y)
-    torch_loss.backward()
-
-    def close(a, b, what):
-        b = np.asarray(b, np.float64)
-        scale = max(float(np.max(np.abs(b), initial=0.0)), 1e-30)
-        assert float(np.max(np.abs(np.asarray(a) - b), initial=0.0)) <= 1e-9 * scale, what
-
-    close(logits, torch_logits.detach().numpy(), "logits")
-    close(loss, torch_loss.item(), "loss")
-    # zcjax's gradients in a second torch model, parameter by parameter.
-    gradients = torch_model(arch, grads, torch.float64)
-    named = dict(gradients.named_parameters())
-    for name, parameter in model.named_parameters():
-        got = named[name].detach().numpy()
-        want = (parameter.grad if parameter.grad is not None
-                else torch.zeros_like(parameter)).numpy()
-        close(got, want, name)
+    # A cell of zeros builds new tensors: the parameters before it get no torch gradient.
+    space_parity.assert_float64_equal(
+        _loss_and_grads(), lambda params, dtype: torch_model(arch, params, dtype), variables,
+        tnb101_micro.encode(arch), batch, missing_grad_is_zero=True)
 
 
 @pytest.fixture(scope="module")
@@ -135,29 +103,9 @@ def scorer():
 @pytest.mark.parametrize("arch", ARCHS)
 def test_proxies_equal_the_reference_code_on_the_benchmark_network(
         arch, scorer, variables, batch):
-    x, y = to_torch(batch)
     model = torch_model(arch, variables["params"])
-    reference = {}
-    per_layer, _ = alethiometer_scores(model, x, y)
-    reference.update({name: (values.sum(), values) for name, values in per_layer.items()})
-    derived, l1 = rederived_scores(model, x, y)
-    reference.update({name: (float(np.sum(value)), value if np.ndim(value) else None)
-                      for name, value in derived.items()})
-    _, logdet = alethiometer_naswot(model, x, y)
-    reference["naswot"] = (logdet, None)
-
     ours = scorer(tnb101_micro.encode(arch), batch, jax.random.key(0))
-    for name in PROXIES:
-        score, layers, active = (np.asarray(v) for v in ours[name])
-        want_score, want_layers = reference[name]
-        if name == "plain":  # a signed sum that cancels: relative to the L1 of its terms
-            assert _scaled_error(score, want_score, l1["plain"].sum()) <= TOLERANCE[name]
-            assert max(map(_scaled_error, layers[active], want_layers, l1["plain"])) <= (
-                TOLERANCE[name])
-            continue
-        assert relative_error(score, want_score) <= TOLERANCE[name], (name, score, want_score)
-        if name in PER_LAYER:
-            assert relative_error(layers[active], want_layers) <= TOLERANCE[name], name
+    space_parity.assert_classic_proxies_equal(ours, model, batch, PROXIES, PER_LAYER)
 
 
 @functools.cache

@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from common import copy_weight
+
 OPS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
        "dil_conv_3x3", "dil_conv_5x5")  # NASLib's compact op indices
 
@@ -171,26 +173,15 @@ class NetworkCIFAR(nn.Module):
         return features, self.classifier(features)
 
 
-def _copy(target: torch.Tensor, value) -> None:
-    value = np.asarray(value)
-    if value.ndim == 4:  # HWIO -> OIHW (a depthwise HW1C kernel -> C1HW)
-        value = value.transpose(3, 2, 0, 1)
-    elif value.ndim == 2:  # (in, out) -> (out, in)
-        value = value.T
-    assert tuple(target.shape) == value.shape, (tuple(target.shape), value.shape)
-    with torch.no_grad():
-        target.copy_(torch.from_numpy(np.array(value)).to(target.dtype))
-
-
 def _bn(module: nn.BatchNorm2d, params: Mapping | None) -> None:
     if module.affine:
-        _copy(module.weight, params["scale"])
-        _copy(module.bias, params["bias"])
+        copy_weight(module.weight, params["scale"])
+        copy_weight(module.bias, params["bias"])
 
 
 def _factorized(module: FactorizedReduce, a, b, bn) -> None:
-    _copy(module.conv_1.weight, a["kernel"])
-    _copy(module.conv_2.weight, b["kernel"])
+    copy_weight(module.conv_1.weight, a["kernel"])
+    copy_weight(module.conv_2.weight, b["kernel"])
     _bn(module.bn, bn)
 
 
@@ -201,23 +192,23 @@ def _op(module: nn.Module, params: Mapping) -> None:
                     params.get("bn_factorized"))
     elif isinstance(module, SepConv):
         prefix = f"sep{module.op[1].kernel_size[0]}"
-        _copy(module.op[1].weight, params[f"{prefix}_dw1"]["kernel"])
-        _copy(module.op[2].weight, params[f"{prefix}_pw1"]["kernel"])
+        copy_weight(module.op[1].weight, params[f"{prefix}_dw1"]["kernel"])
+        copy_weight(module.op[2].weight, params[f"{prefix}_pw1"]["kernel"])
         _bn(module.op[3], params.get(f"{prefix}_bn1"))
-        _copy(module.op[5].weight, params[f"{prefix}_dw2"]["kernel"])
-        _copy(module.op[6].weight, params[f"{prefix}_pw2"]["kernel"])
+        copy_weight(module.op[5].weight, params[f"{prefix}_dw2"]["kernel"])
+        copy_weight(module.op[6].weight, params[f"{prefix}_pw2"]["kernel"])
         _bn(module.op[7], params.get(f"{prefix}_bn2"))
     elif isinstance(module, DilConv):
         prefix = f"dil{module.op[1].kernel_size[0]}"
-        _copy(module.op[1].weight, params[f"{prefix}_dw"]["kernel"])
-        _copy(module.op[2].weight, params[f"{prefix}_pw"]["kernel"])
+        copy_weight(module.op[1].weight, params[f"{prefix}_dw"]["kernel"])
+        copy_weight(module.op[2].weight, params[f"{prefix}_pw"]["kernel"])
         _bn(module.op[3], params.get(f"{prefix}_bn"))
 
 
 def load_zcjax_params(model: NetworkCIFAR, params: Mapping) -> NetworkCIFAR:
     """Copy zcjax's darts ``params`` (every slot holds every op's weights, stacked on a
     leading slot axis) into ``model``'s chosen ops."""
-    _copy(model.stem[0].weight, params["stem"]["conv"]["kernel"])
+    copy_weight(model.stem[0].weight, params["stem"]["conv"]["kernel"])
     _bn(model.stem[1], params["stem"]["bn"])
     for index, cell in enumerate(model.cells):
         cell_params = params[f"cell{index}"]
@@ -226,12 +217,12 @@ def load_zcjax_params(model: NetworkCIFAR, params: Mapping) -> NetworkCIFAR:
             if isinstance(module, FactorizedReduce):
                 _factorized(module, p["factorized_a"], p["factorized_b"], p["bn"])
             else:
-                _copy(module.op[1].weight, p["conv"]["kernel"])
+                copy_weight(module.op[1].weight, p["conv"]["kernel"])
                 _bn(module.op[2], p["bn"])
         for slot, op in enumerate(cell.ops):
             _op(op, slot_params(cell_params["slots"], slot))
-    _copy(model.classifier.weight, params["classifier"]["kernel"])
-    _copy(model.classifier.bias, params["classifier"]["bias"])
+    copy_weight(model.classifier.weight, params["classifier"]["kernel"])
+    copy_weight(model.classifier.bias, params["classifier"]["bias"])
     return model
 
 

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from common import copy_weight
+
 VERTEX_OPS = {2: "maxpool3x3", 3: "conv1x1-bn-relu", 4: "conv3x3-bn-relu"}
 
 
@@ -160,22 +162,11 @@ class Network(nn.Module):
         return [layer for layer in self.layers if isinstance(layer, Cell)]
 
 
-def _copy(target: torch.Tensor, value) -> None:
-    value = np.asarray(value)
-    if value.ndim == 4:  # HWIO -> OIHW
-        value = value.transpose(3, 2, 0, 1)
-    elif value.ndim == 2:  # (in, out) -> (out, in)
-        value = value.T
-    assert tuple(target.shape) == value.shape, (tuple(target.shape), value.shape)
-    with torch.no_grad():
-        target.copy_(torch.from_numpy(np.array(value)).to(target.dtype))
-
-
 def _conv_bn_relu(module: ConvBnRelu, params: Mapping, prefix: str, index: int) -> None:
     conv, bn, _ = module.conv_bn_relu
-    _copy(conv.weight, params[f"{prefix}_conv"]["kernel"][index])
-    _copy(bn.weight, params[f"{prefix}_bn"]["scale"][index])
-    _copy(bn.bias, params[f"{prefix}_bn"]["bias"][index])
+    copy_weight(conv.weight, params[f"{prefix}_conv"]["kernel"][index])
+    copy_weight(bn.weight, params[f"{prefix}_bn"]["scale"][index])
+    copy_weight(bn.bias, params[f"{prefix}_bn"]["bias"][index])
 
 
 def load_zcjax_params(model: Network, params: Mapping, cells_per_stack: int) -> Network:
@@ -188,9 +179,9 @@ def load_zcjax_params(model: Network, params: Mapping, cells_per_stack: int) -> 
     projection into it ``input<t>``.
     """
     stem_conv, stem_bn, _ = model.layers[0].conv_bn_relu
-    _copy(stem_conv.weight, params["stem_conv"]["kernel"])
-    _copy(stem_bn.weight, params["stem_bn"]["scale"])
-    _copy(stem_bn.bias, params["stem_bn"]["bias"])
+    copy_weight(stem_conv.weight, params["stem_conv"]["kernel"])
+    copy_weight(stem_bn.weight, params["stem_bn"]["scale"])
+    copy_weight(stem_bn.bias, params["stem_bn"]["bias"])
     for position, cell in enumerate(model.cells()):
         stack, index = divmod(position, cells_per_stack)
         first = 0 if stack == 0 or index == 0 else 1
@@ -204,6 +195,6 @@ def load_zcjax_params(model: Network, params: Mapping, cells_per_stack: int) -> 
         for t in range(1, cell.size):
             if isinstance(cell.input_op[t], ConvBnRelu):
                 _conv_bn_relu(cell.input_op[t], cells, f"input{t}", index)
-    _copy(model.classifier.weight, params["classifier"]["kernel"])
-    _copy(model.classifier.bias, params["classifier"]["bias"])
+    copy_weight(model.classifier.weight, params["classifier"]["kernel"])
+    copy_weight(model.classifier.bias, params["classifier"]["bias"])
     return model

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 import torch
 from torch import nn
+
+from common import copy_weight
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3")  # the benchmark's codes 0-3
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from), arch-string order
@@ -133,30 +134,19 @@ class MacroNet(nn.Module):
         return features, self.head(features)
 
 
-def _copy(target: torch.Tensor, value) -> None:
-    value = np.asarray(value)
-    if value.ndim == 4:  # HWIO -> OIHW
-        value = value.transpose(3, 2, 0, 1)
-    elif value.ndim == 2:  # (in, out) -> (out, in)
-        value = value.T
-    assert tuple(target.shape) == value.shape, (tuple(target.shape), value.shape)
-    with torch.no_grad():
-        target.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(target.dtype))
-
-
 def _bn(module: nn.BatchNorm2d, params: Mapping) -> None:
-    _copy(module.weight, params["scale"])
-    _copy(module.bias, params["bias"])
+    copy_weight(module.weight, params["scale"])
+    copy_weight(module.bias, params["bias"])
 
 
 def _edge(module: nn.Module, params: Mapping) -> None:
     if isinstance(module, ReLUConvBN):
         size = module.ops[1].kernel_size[0]
-        _copy(module.ops[1].weight, params[f"conv{size}x{size}"]["kernel"])
+        copy_weight(module.ops[1].weight, params[f"conv{size}x{size}"]["kernel"])
         _bn(module.ops[2], params[f"bn{size}x{size}"])
     elif isinstance(module, FactorizedReduce):
-        _copy(module.convs[0].weight, params["factorized_a"]["kernel"])
-        _copy(module.convs[1].weight, params["factorized_b"]["kernel"])
+        copy_weight(module.convs[0].weight, params["factorized_a"]["kernel"])
+        copy_weight(module.convs[1].weight, params["factorized_b"]["kernel"])
         _bn(module.bn, params["bn_factorized"])
 
 
@@ -167,9 +157,9 @@ def load_zcjax_params(model: MacroNet, params: Mapping) -> MacroNet:
     resolution, and stacks the parameters of the remaining cells (``layer<i>_cells``,
     leading axis = cell).
     """
-    _copy(model.stem[0].weight, params["stem_0"]["conv"]["kernel"])
+    copy_weight(model.stem[0].weight, params["stem_0"]["conv"]["kernel"])
     _bn(model.stem[1], params["stem_0"]["bn"])
-    _copy(model.stem[2].ops[1].weight, params["stem_1"]["conv"]["kernel"])
+    copy_weight(model.stem[2].ops[1].weight, params["stem_1"]["conv"]["kernel"])
     _bn(model.stem[2].ops[2], params["stem_1"]["bn"])
     edge_names = [f"edge_{to}_{source}" for to, source in EDGES]
     for index, layer in enumerate(model.layers):
@@ -184,6 +174,6 @@ def load_zcjax_params(model: MacroNet, params: Mapping) -> MacroNet:
             for module, name in zip(cell.edges, edge_names):
                 _edge(module, {op: {k: v[position] for k, v in leaves.items()}
                                for op, leaves in stacked[name].items()})
-    _copy(model.head.weight, params["classifier"]["kernel"])
-    _copy(model.head.bias, params["classifier"]["bias"])
+    copy_weight(model.head.weight, params["classifier"]["kernel"])
+    copy_weight(model.head.bias, params["classifier"]["bias"])
     return model
