@@ -57,6 +57,26 @@ def other_schema(out):
 RUNS = {"params": store.RunIdentity("toy", "cifar10", "b", 0, SETTINGS)}
 
 
+def test_appending_a_written_part_again_reports_it_and_writes_nothing(tmp_path):
+    # A retried task whose first attempt was killed after writing its part (Ray). The
+    # settings name their init_draw, as every row zcjax writes does.
+    def current(archs, **options):
+        written = rows(archs, **options)
+        written["settings"] = ['{"config": {}, "init_draw": "one", "options": {}}'] * len(archs)
+        return written
+
+    store.write_part(tmp_path, "part-a-000000.parquet", current(ARCHS[:4]))
+    first = store.StoreWriter(tmp_path).append("part-a-000001.parquet", current(ARCHS[3:]))
+    assert first == (tmp_path / "part-a-000001.parquet", [1, 2, 3, 4])
+    written = (tmp_path / "part-a-000001.parquet").stat().st_mtime_ns
+    again = store.StoreWriter(tmp_path).append("part-a-000001.parquet", current(ARCHS[3:]))
+    assert again == first
+    assert (tmp_path / "part-a-000001.parquet").stat().st_mtime_ns == written
+    assert len(store.part_files(tmp_path)) == 2
+    assert store.StoreWriter(tmp_path).append("part-b-000000.parquet",
+                                              current(ARCHS[4:])) == (None, [])
+
+
 @pytest.mark.parametrize("damage", [truncate, not_parquet, other_schema])
 def test_a_damaged_part_stops_reading_with_its_name(good_store, bench, damage):
     part = damage(good_store)

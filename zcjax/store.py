@@ -246,17 +246,20 @@ class StoreWriter:
             return
         for part in new:
             _check_schema(part)
-        table = pa_dataset.dataset([str(p) for p in new], schema=SCHEMA, format="parquet")
-        frame = _canonical(table.to_table(columns=list(KEY_COLUMNS)).to_pandas())
-        self._keys.update(frame[list(KEY_COLUMNS)].itertuples(index=False, name=None))
+        self._keys.update(_stored_keys(new))
         self._seen.update(part.name for part in new)
 
     def append(self, name: str, rows: Mapping[str, Sequence]) -> tuple[Path | None, list[int]]:
         """Write the rows not yet stored as part ``name``.
 
+        A second append of the same part (a retried task whose first attempt was killed
+        after its part was written: part names are unique to a run and chunk) writes
+        nothing and reports that part and the rows it holds, so what the call added is
+        counted once, not lost.
+
         Returns:
-          (the part's path, or None when every row was stored already; the positions in
-          ``rows`` of the rows written).
+          (the part's path, or None when every row was stored already by other parts; the
+          positions in ``rows`` of the rows the part holds).
         """
         with self._lock:
             for left in self.directory.glob(f".part-*{PART_SUFFIX}.*.tmp"):
@@ -265,12 +268,23 @@ class StoreWriter:
             keys = list(zip(*(rows[column] for column in KEY_COLUMNS)))
             keep = [i for i, key in enumerate(keys) if key not in self._keys]
             if not keep:
-                return None, []
+                earlier = self.directory / name
+                if not earlier.exists():
+                    return None, []
+                held = _stored_keys([earlier])
+                return earlier, [i for i, key in enumerate(keys) if key in held]
             kept = {column: [rows[column][i] for i in keep] for column in SCHEMA.names}
             path = write_part(self.directory, name, kept)
             self._seen.add(name)
             self._keys.update(keys[i] for i in keep)
             return path, keep
+
+
+def _stored_keys(parts: Sequence[Path]) -> set:
+    """The (``KEY_COLUMNS``) keys of the rows the given part files hold."""
+    table = pa_dataset.dataset([str(p) for p in parts], schema=SCHEMA, format="parquet")
+    frame = _canonical(table.to_table(columns=list(KEY_COLUMNS)).to_pandas())
+    return set(frame[list(KEY_COLUMNS)].itertuples(index=False, name=None))
 
 
 def new_part_name(run_token: str, chunk: int) -> str:
