@@ -78,10 +78,13 @@ def test_search_stops_with_one_line_and_keeps_its_scores(tmp_path):
     assert len(store.read_results(out / "scores")) >= 100  # the finished parts are kept
 
 
-def test_a_signal_python_dropped_still_ends_the_command_as_stopped(monkeypatch, capsys):
-    """A Ctrl-C raised inside a finaliser (as inside JAX's ``_xla_gc_callback``) is
-    printed as "Exception ignored" and lost; the command still exits 130 with its line."""
+def test_a_signal_python_dropped_still_ends_the_command_as_stopped(capsys):
+    """A Ctrl-C raised inside a finaliser (as inside JAX's ``_xla_gc_callback``, which a
+    fresh-clone CI run hit) is dropped by Python, which would print it with a traceback
+    ("Exception ignored in ..."); the command still exits 130 with its one line, and
+    nothing else is printed."""
     import os
+    import sys
 
     from zcjax import cli
 
@@ -93,13 +96,31 @@ def test_a_signal_python_dropped_still_ends_the_command_as_stopped(monkeypatch, 
         SignalsWhenCollected()  # collected at once: its KeyboardInterrupt is dropped
         return 0
 
-    monkeypatch.setattr(cli, "_correlate", command_that_finishes)
-    dropped = []
-    monkeypatch.setattr("sys.unraisablehook", lambda unraisable: dropped.append(unraisable))
-    before = signal.getsignal(signal.SIGINT)
-    assert cli.main(["correlate", "results-dir"]) == 130
-    assert [type(d.exc_value) for d in dropped] == [KeyboardInterrupt]
+    before = signal.getsignal(signal.SIGINT), sys.unraisablehook
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "_correlate", command_that_finishes)
+        assert cli.main(["correlate", "results-dir"]) == 130
     err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1] == (
-        "zcjax correlate: stopped by SIGINT; nothing was stored")
-    assert signal.getsignal(signal.SIGINT) is before  # main's handlers are undone
+    assert err.strip().splitlines() == [
+        "zcjax correlate: stopped by SIGINT; nothing was stored"], err
+    assert (signal.getsignal(signal.SIGINT), sys.unraisablehook) == before  # undone
+
+
+def test_an_error_python_drops_during_a_command_is_still_reported(monkeypatch):
+    """Only the dropped stop is silenced: any other exception a finaliser raises still
+    reaches the hook that was installed before the command."""
+    from zcjax import cli
+
+    class FailsWhenCollected:
+        def __del__(self):
+            raise ValueError("a finaliser's own error")
+
+    def command_that_finishes(args):
+        FailsWhenCollected()
+        return 0
+
+    monkeypatch.setattr(cli, "_correlate", command_that_finishes)
+    reported = []
+    monkeypatch.setattr("sys.unraisablehook", reported.append)
+    assert cli.main(["correlate", "results-dir"]) == 0
+    assert [str(r.exc_value) for r in reported] == ["a finaliser's own error"]

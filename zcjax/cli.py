@@ -417,21 +417,34 @@ class _StopSignals:
     """SIGINT and SIGTERM handlers that raise and remember the signal.
 
     Python drops an exception raised where it cannot propagate (inside a garbage
-    collector callback such as JAX's ``_xla_gc_callback``: "Exception ignored in ..."), so
-    a Ctrl-C landing there would let the command finish with exit code 0; the remembered
-    signal still ends it as stopped.
+    collector callback such as JAX's ``_xla_gc_callback``) and prints it with its
+    traceback ("Exception ignored in ..."), so a Ctrl-C landing there would let the
+    command finish with exit code 0 under a traceback. The remembered signal still ends
+    it as stopped, and the dropped stop is not printed: the stop's one line says it all.
     """
 
     def __init__(self):
         self.received: signal.Signals | None = None
+        self._previous_unraisable_hook = sys.unraisablehook
 
     def __call__(self, signum, frame):
         self.received = signal.Signals(signum)
         raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
+    def _unraisable(self, unraisable) -> None:
+        if not isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)):
+            self._previous_unraisable_hook(unraisable)
+
     def install(self) -> dict:
+        self._previous_unraisable_hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
         return {signum: signal.signal(signum, self)
                 for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def uninstall(self, previous: dict) -> None:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        sys.unraisablehook = self._previous_unraisable_hook
 
 
 def _resume_hint(args) -> str:
@@ -470,8 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, Terminated) as stop:
         signum = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        stops.uninstall(previous)
     print(f"\nzcjax {args.command}: stopped by {signum.name}; {_resume_hint(args)}",
           file=sys.stderr)
     return 128 + signum
