@@ -12,6 +12,15 @@ file's marked table section, the rest of the file kept).
   python bench/sota_nb201.py --out bench/sota --n 1000 \\
       --benchmark ../shared/data/nb201/nb201_accuracies.csv.gz --table bench/SOTA.md
 
+``--heldout N`` scores instead the first N architectures of a second seeded permutation
+of the space (``heldout``) that are not in the 1000-architecture selection sample of
+``compose_nb201.py``, and reports zcjax's frozen composition
+(``zcjax.aggregate.ZCJAX_COMPOSITION``) beside every proxy and AZ-NAS / VKDNW on them
+(``--table``: into the file's held-out section):
+
+  python bench/sota_nb201.py --out bench/sota --heldout 300 \\
+      --benchmark ../shared/data/nb201/nb201_accuracies.csv.gz --table bench/SOTA.md
+
 Rerunning resumes; ``--no-score`` only correlates what the store holds (datasets with no
 rows yet are left out of the table). On a 2-core CPU one architecture costs ~15 s for the
 whole set after a ~6 min compilation; on a GPU run it with a larger ``--chunk``.
@@ -32,7 +41,7 @@ import pandas as pd
 from scipy import stats
 
 import zcjax
-from zcjax import bulk, report, store
+from zcjax import aggregate, bulk, report, store
 from zcjax.spaces import nb201
 
 PROXIES = ("az_expressivity", "az_progressivity", "az_trainability", "flops", "meco",
@@ -45,6 +54,9 @@ AGGREGATES = {"az_nas": ("az_nas", ["az_expressivity", "az_progressivity", "az_t
               "vkdnw_agg": ("vkdnw_agg", ["vkdnw_dim", "vkdnw", "jacob_cov", "az_expressivity",
                                           "az_trainability", "flops"])}
 REPORTED = tuple(p for p in PROXIES if p != "vkdnw_dim") + tuple(AGGREGATES)
+# Held-out rows: the frozen composition first, then what it is compared with.
+HELDOUT_AGGREGATES = {"zcjax_composition": ("az_nas", list(aggregate.ZCJAX_COMPOSITION)),
+                      **AGGREGATES}
 DATASETS = ("cifar10", "cifar100", "imagenet16-120")
 # ../shared/SOTA.md: Kendall tau on all 15625 NB201 networks (CIFAR-10, CIFAR-100,
 # ImageNet16-120), as each method's paper reports it.
@@ -56,17 +68,26 @@ PUBLISHED = {
     "snip_snr": (0.68, 0.65, 0.63),
     "naswot": (0.58, 0.62, 0.60),
 }
-SAMPLE_SEED, BATCH_SIZE, BOOTSTRAP = 0, 64, 200
-# --table rewrites only what lies between these lines of the Markdown file.
+SAMPLE_SEED, HELDOUT_SEED, SELECTION_SIZE, BATCH_SIZE, BOOTSTRAP = 0, 1, 1000, 64, 200
+# --table rewrites only what lies between a pair of these lines of the Markdown file.
 TABLE_START, TABLE_END = "<!-- sota_nb201.py table -->", "<!-- end of table -->"
+HELDOUT_START, HELDOUT_END = "<!-- sota_nb201.py heldout table -->", "<!-- end of heldout table -->"
 
 
 def sample(n: int):
     return nb201.sample(jax.random.key(SAMPLE_SEED), n)
 
 
-def score(out: Path, n: int, datasets, *, workers: int, chunk: int) -> None:
-    genotypes = sample(n)
+def heldout(n: int):
+    """The first ``n`` of a seeded permutation of all NB201 genotypes that are not in the
+    composition's selection sample (so growing ``n`` keeps the earlier ones)."""
+    selection = set(nb201.arch_strings(sample(SELECTION_SIZE)))
+    order = nb201.sample(jax.random.key(HELDOUT_SEED), nb201.NUM_ARCHS)
+    keep = [i for i, arch in enumerate(nb201.arch_strings(order)) if arch not in selection]
+    return order[keep[:n]]
+
+
+def score(out: Path, genotypes, datasets, *, workers: int, chunk: int) -> None:
     for dataset in datasets:
         info = zcjax.data.DATASETS[dataset]
         batch = zcjax.data.sample_batch(dataset, BATCH_SIZE, key=jax.random.key(0))
@@ -93,8 +114,8 @@ def bootstrap_se(scores: np.ndarray, accuracy: np.ndarray, correlation) -> float
 def _aligned(results, benchmark, dataset, proxy):
     """(scores, accuracies) of the archs that have both, for the bootstrap."""
     accuracy = benchmark.accuracies[dataset]
-    if proxy in AGGREGATES:
-        aggregator, parts = AGGREGATES[proxy]
+    if proxy in HELDOUT_AGGREGATES:
+        aggregator, parts = HELDOUT_AGGREGATES[proxy]
         grouped = results[results["proxy"].isin(parts)].groupby(["arch", "proxy"]).value
         # Archs with a row for every part; a NaN score is a score, as correlate keeps it.
         present = grouped.size().unstack().reindex(columns=parts).notna().all(axis=1)
@@ -106,9 +127,9 @@ def _aligned(results, benchmark, dataset, proxy):
     return joined["s"].to_numpy(float), joined["a"].to_numpy(float)
 
 
-def table(out: Path, benchmark_path: str, n: int) -> str:
+def table(out: Path, benchmark_path: str, genotypes, aggregates=AGGREGATES) -> str:
     results = store.read_results(out)
-    results = results[results["arch"].isin(set(nb201.arch_strings(sample(n))))]
+    results = results[results["arch"].isin(set(nb201.arch_strings(genotypes)))]
     benchmark = zcjax.benchmarks.load_benchmark(benchmark_path)
     datasets = [d for d in DATASETS if (results["dataset"] == d).any()]
     lines = ["| proxy | dataset | archs | non-finite | Kendall tau +- SE (published) "
@@ -117,8 +138,8 @@ def table(out: Path, benchmark_path: str, n: int) -> str:
         rows = results[results["dataset"] == dataset]
         report = zcjax.correlate(rows, benchmark, dataset,
                                  proxies=[p for p in PROXIES if p != "vkdnw_dim"],
-                                 aggregates=AGGREGATES)
-        for proxy in REPORTED:
+                                 aggregates=aggregates)
+        for proxy in (*(a for a in aggregates if a not in REPORTED), *REPORTED):
             line = report.loc[proxy]
             s, a = _aligned(rows, benchmark, dataset, proxy)
             published = PUBLISHED.get(proxy, (None,) * len(DATASETS))[DATASETS.index(dataset)]
@@ -134,7 +155,11 @@ def table(out: Path, benchmark_path: str, n: int) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="results store directory")
-    parser.add_argument("--n", type=int, default=1000, help="sample size (default 1000)")
+    parser.add_argument("--n", type=int, default=SELECTION_SIZE,
+                        help=f"sample size (default {SELECTION_SIZE})")
+    parser.add_argument("--heldout", type=int, metavar="N",
+                        help="score and report N held-out architectures instead (disjoint "
+                             "from the selection sample), with the frozen composition")
     parser.add_argument("--datasets", default=",".join(DATASETS),
                         help="comma-separated datasets to score, in order (default: all three)")
     parser.add_argument("--benchmark", default="nb201",
@@ -147,29 +172,37 @@ def main(argv=None) -> int:
                         help="only correlate what the store holds")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    if args.heldout is None:
+        genotypes, aggregates, markers = sample(args.n), AGGREGATES, (TABLE_START, TABLE_END)
+        described = f"sample of {args.n} archs (seed {SAMPLE_SEED})"
+    else:
+        genotypes, aggregates = heldout(args.heldout), HELDOUT_AGGREGATES
+        markers = (HELDOUT_START, HELDOUT_END)
+        described = (f"{args.heldout} held-out archs (seed {HELDOUT_SEED}, none of the "
+                     f"{SELECTION_SIZE} selection archs)")
     if not args.no_score:
-        score(args.out, args.n, args.datasets.split(","), workers=args.workers,
+        score(args.out, genotypes, args.datasets.split(","), workers=args.workers,
               chunk=args.chunk)
-    text = table(args.out, args.benchmark, args.n)
+    text = table(args.out, args.benchmark, genotypes, aggregates)
     print(text)
     if args.table:
         machine = f"{platform.machine()}, {jax.devices()[0].device_kind}, jax {jax.__version__}"
-        write_section(args.table, f"{text}\n\nsample of {args.n} archs (seed {SAMPLE_SEED}), "
-                                  f"batch {BATCH_SIZE}; {machine}; "
-                                  f"{time.perf_counter() - started:.0f} s")
+        write_section(args.table, f"{text}\n\n{described}, batch {BATCH_SIZE}; {machine}; "
+                                  f"{time.perf_counter() - started:.0f} s", *markers)
     return 0
 
 
-def write_section(path: Path, text: str) -> None:
-    """Put ``text`` between the file's table markers (the prose around them stays);
-    a file without them gets them appended."""
+def write_section(path: Path, text: str, start: str = TABLE_START,
+                  end: str = TABLE_END) -> None:
+    """Put ``text`` between the file's ``start`` and ``end`` markers (the prose around them
+    stays); a file without them gets them appended."""
     document = path.read_text() if path.exists() else ""
-    if TABLE_START in document and TABLE_END in document:
-        head, rest = document.split(TABLE_START, 1)
-        tail = rest.split(TABLE_END, 1)[1]
+    if start in document and end in document:
+        head, rest = document.split(start, 1)
+        tail = rest.split(end, 1)[1]
     else:
         head, tail = document + ("\n" if document else ""), "\n"
-    path.write_text(f"{head}{TABLE_START}\n{text}\n{TABLE_END}{tail}")
+    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
 
 
 if __name__ == "__main__":

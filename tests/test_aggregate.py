@@ -198,3 +198,14 @@ def test_vkdnw_rank_is_the_authors_log_rank_sum_up_to_a_constant():
                + np.log(frame["jacov"].rank()) + np.log(frame["flops"].rank()))
     ours = aggregate.vkdnw_rank(frame.to_numpy(float).T)
     np.testing.assert_allclose(ours, authors.to_numpy() - 3 * np.log(n))
+
+
+def test_zcjax_composition_is_the_frozen_choice_and_its_proxies_exist():
+    """The named composition is the one compose_nb201.py froze (not re-tuned since), and
+    every component is a registered proxy."""
+    import json
+    from pathlib import Path
+
+    frozen = Path(__file__).resolve().parents[1] / "bench" / "composition.json"
+    assert list(aggregate.ZCJAX_COMPOSITION) == json.loads(frozen.read_text())["components"]
+    assert set(aggregate.ZCJAX_COMPOSITION) <= set(zcjax.proxies.names())

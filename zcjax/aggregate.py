@@ -198,6 +198,21 @@ def vkdnw_rank(score_matrix) -> np.ndarray:
     return own + rest
 
 
+ZCJAX_COMPOSITION = ("meco_opt", "tcet_snip", "jacob_cov", "swap", "az_trainability", "meco")
+"""zcjax's composition: :func:`az_nas_rank` (the sum of log(rank / N)) of these proxies.
+
+Chosen once, by ``bench/compose_nb201.py``'s rule fixed beforehand (greedy forward
+selection from its candidates, stopping below a Kendall tau gain of 0.005), on
+NB201 validation accuracy (``cifar10valid_valid_nb201v1``) of the seeded 1000-architecture
+selection sample scored on CIFAR-10 images, and frozen in ``bench/composition.json``; it is
+reported on test accuracy of architectures disjoint from that sample (``bench/SOTA.md``).
+As a row of :func:`zcjax.correlate`::
+
+    correlate(results, benchmark, dataset,
+              aggregates={"zcjax_composition": ("az_nas", list(ZCJAX_COMPOSITION))})
+"""
+
+
 def score_product(score_matrix) -> np.ndarray:
     """The product of network scores across metrics, per architecture (NaN propagates)."""
     return np.prod(np.atleast_2d(np.asarray(score_matrix, np.float64)), axis=0)
