@@ -181,7 +181,9 @@ def test_sota_notebook_reads_the_committed_store(monkeypatch, tmp_path):
         "import json",
         f"print({PROBE!r} + json.dumps({{dataset: {{str(proxy): {{k: float(row[k]) for k in "
         "('kendall_tau', 'spearman_rho')} for proxy, row in table.iterrows()} "
-        "for dataset, table in tables.items()}))"])
+        "for dataset, table in tables.items()}))",
+        f"print({PROBE!r} + json.dumps({{dataset: float(table.loc['zcjax_composition', "
+        "'kendall_tau']) for dataset, table in heldout_tables.items()}))"])
     text, produced = _execute("sota.ipynb", tmp_path, probe if benchmark else None)
     assert "nothing is scored" in text and "scored " not in text
     if not benchmark:
@@ -192,9 +194,34 @@ def test_sota_notebook_reads_the_committed_store(monkeypatch, tmp_path):
     assert "image/png" in produced, "sota.ipynb: no plot"
     # Every single proxy's row of every dataset's table, recomputed from the part files.
     lines = [line for line in text.splitlines() if line.startswith(PROBE)]
-    shown = json.loads(lines[-1][len(PROBE):])
+    shown, heldout = (json.loads(line[len(PROBE):]) for line in lines[-2:])
     assert shown, "the committed store holds no dataset the notebook correlates"
     for dataset, table in shown.items():
         expected = correlations_from_the_store(committed, dataset)
         assert set(expected) < set(table)  # the aggregates' rows besides
         assert_same_correlations(table, expected, expected)
+    assert heldout, "the committed store holds no held-out architectures"
+    for dataset, tau in heldout.items():
+        assert tau == pytest.approx(composition_tau_on_heldout(committed, dataset), abs=1e-12)
+
+
+def composition_tau_on_heldout(store_dir: Path, dataset: str) -> float:
+    """Kendall tau of the frozen composition (bench/composition.json) on the store's
+    architectures outside the selection sample, computed here: the sum over components of
+    log(rank / N), ranks ascending with ties averaged and non-finite scores lowest."""
+    components = json.loads((store_dir.parent / "composition.json").read_text())["components"]
+    selection = set(nb201.arch_strings(nb201.sample(jax.random.key(0), 1000)))
+    rows = pd.concat(pd.read_parquet(part) for part in sorted(store_dir.glob("part-*.parquet")))
+    rows = rows[(rows["space"] == "nb201") & (rows["dataset"] == dataset)
+                & ~rows["arch"].isin(selection) & rows["proxy"].isin(components)]
+    grouped = rows.groupby(["arch", "proxy"])["value"]
+    # Archs with a row for every component; a NaN score is a score and ranks lowest.
+    present = grouped.size().unstack().reindex(columns=components).notna().all(axis=1)
+    wide = grouped.mean().unstack().reindex(columns=components)[present]
+    ranks = [stats.rankdata(np.where(np.isfinite(wide[c]), wide[c], -np.inf))
+             for c in components]
+    composition = np.sum(np.log(np.asarray(ranks) / len(wide)), axis=0)
+    accuracy = pd.read_csv(NB201_CSV).set_index("arch_str")[ACCURACY_COLUMN[dataset]]
+    accuracy = accuracy.reindex(wide.index).to_numpy(float)
+    keep = np.isfinite(accuracy)
+    return stats.kendalltau(composition[keep], accuracy[keep])[0]
