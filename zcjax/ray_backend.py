@@ -13,8 +13,9 @@ filesystem. The driver only receives what each part holds (a path and two counts
 Faults. An actor killed mid-task (SIGKILL of its process, a lost node) is
 restarted and its unfinished tasks are retried, up to :data:`MAX_RETRIES` times each; a
 task that had written its part before the kill writes nothing the second time (the
-writer finds its rows stored) and reports that part, so the summary counts its rows. A killed driver takes its actors with it; rerunning the
-same call resumes from the store, as with the other backends. (An actor's constructor
+writer finds its rows stored) and reports that part, so the summary counts its rows. A
+killed driver takes its actors with it; rerunning the same call resumes from the store,
+as with the other backends. (An actor's constructor
 arguments, the batch among them, live in the driver's object store, so a restart needs the
 driver, which is alive while it waits for the chunks; Ray warns about this, issue 53727.)
 
