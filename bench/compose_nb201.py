@@ -37,9 +37,8 @@ import zcjax
 from zcjax import aggregate, store
 from zcjax.spaces import nb201
 
-from sota_nb201 import AGGREGATES, sample  # bench/
+from sota_nb201 import AGGREGATES, SELECTION_SIZE, sample  # bench/
 
-SELECTION_SIZE = 1000
 TARGET = "cifar10-valid"  # zcjax.benchmarks' name of the CSV's cifar10valid_valid_nb201v1
 CANDIDATES = ("tcet_snip", "snip_snr", "meco", "meco_opt", "swap", "zico", "naswot",
               "jacob_cov", "az_expressivity", "az_progressivity", "az_trainability", "flops",
