@@ -112,12 +112,11 @@ def categorise(name: str, rules) -> str:
     return "other"
 
 
-def summarise(micros_by_name: dict[str, float], rules, calls: int) -> dict[str, float]:
-    """Milliseconds per call by category; what falls in "other" is printed, so that the
-    rules can be checked."""
+def summarise(timed, calls: int) -> dict[str, float]:
+    """Milliseconds per call by category, from (name, category, microseconds) triples;
+    what falls in "other" is printed, so that the rules can be checked."""
     per_category, others = collections.Counter(), collections.Counter()
-    for name, micros in micros_by_name.items():
-        category = categorise(name, rules)
+    for name, category, micros in timed:
         per_category[category] += micros / 1e3 / calls
         if category == "other":
             others[name] += micros / 1e3 / calls
@@ -152,7 +151,7 @@ def self_times(events) -> dict[str, float]:
 def profile_jax(programs) -> tuple[dict[str, float], float]:
     """({category: ms per call}, median wall ms) of ``programs``, each a compiled program
     and its arguments, called ``CALLS_PER_ARCH`` times after one warm-up."""
-    times, walls = collections.Counter(), []
+    timed, walls = [], []
     for compiled, arguments in programs:
         jax.block_until_ready(compiled(*arguments))
         categories = hlo_categories(compiled.as_text())
@@ -165,12 +164,12 @@ def profile_jax(programs) -> tuple[dict[str, float], float]:
             (trace,) = Path(log_dir).rglob("*.trace.json.gz")
             document = json.load(gzip.open(trace))
         events = document["traceEvents"] if isinstance(document, dict) else document
-        for name, micros in self_times(events).items():
-            if not JAX_SKIP.search(name):
-                times[categories.get(name.removeprefix("end: "), name)] += micros
-    # A thunk found in the HLO is keyed by its category already, which matches itself.
-    rules = (*((c, f"^{re.escape(c)}$") for c in CATEGORIES), *JAX_RULES)
-    return summarise(times, rules, len(walls)), 1e3 * float(np.median(walls))
+        # A thunk is categorised by its HLO instruction (names are per program); the
+        # executors' own events, not in the HLO, by their names.
+        timed += [(name, categories.get(name.removeprefix("end: "))
+                   or categorise(name, JAX_RULES), micros)
+                  for name, micros in self_times(events).items() if not JAX_SKIP.search(name)]
+    return summarise(timed, len(walls)), 1e3 * float(np.median(walls))
 
 
 def zcjax_programs(config, batch, genotypes):
@@ -219,8 +218,9 @@ def profile_torch(config, batch, genotypes) -> tuple[dict[str, float], float]:
             started = time.perf_counter()
             step(model)
             walls.append(time.perf_counter() - started)
-    times = {a.key: a.self_cpu_time_total for a in prof.key_averages()}
-    return summarise(times, TORCH_RULES, len(walls)), 1e3 * float(np.median(walls))
+    timed = [(a.key, categorise(a.key, TORCH_RULES), a.self_cpu_time_total)
+             for a in prof.key_averages()]
+    return summarise(timed, len(walls)), 1e3 * float(np.median(walls))
 
 
 def table(columns: dict[str, tuple[dict[str, float], float]]) -> str:
