@@ -77,6 +77,24 @@ def test_appending_a_written_part_again_reports_it_and_writes_nothing(tmp_path):
                                               current(ARCHS[4:])) == (None, [])
 
 
+def test_rows_given_in_an_older_settings_form_are_their_stored_twins(good_store):
+    # good_store's rows are in the form before init_draw existed; read back, their
+    # settings say "per_array". Appended again in either form, they are stored already.
+    def drawn(archs, init_draw):
+        written = rows(archs)
+        written["settings"] = [f'{{"config": {{}}, "init_draw": "{init_draw}", '
+                               f'"options": {{}}}}'] * len(archs)
+        return written
+
+    writer = store.StoreWriter(good_store)
+    assert writer.append("part-b-000000.parquet", rows(ARCHS[:3])) == (None, [])
+    assert writer.append("part-b-000001.parquet", drawn(ARCHS[2:5], "per_array")) == (None, [])
+    # Weights drawn otherwise are another run: stored beside, not instead.
+    path, kept = writer.append("part-b-000002.parquet", drawn(ARCHS[:2], "one"))
+    assert path == good_store / "part-b-000002.parquet" and kept == [0, 1]
+    assert len(store.read_results(good_store)) == len(ARCHS) + 2
+
+
 @pytest.mark.parametrize("damage", [truncate, not_parquet, other_schema])
 def test_a_damaged_part_stops_reading_with_its_name(good_store, bench, damage):
     part = damage(good_store)

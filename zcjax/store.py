@@ -265,7 +265,7 @@ class StoreWriter:
             for left in self.directory.glob(f".part-*{PART_SUFFIX}.*.tmp"):
                 left.unlink(missing_ok=True)  # a killed writer's: every live one waits
             self._read_new_parts()
-            keys = list(zip(*(rows[column] for column in KEY_COLUMNS)))
+            keys = _row_keys(rows)
             keep = [i for i, key in enumerate(keys) if key not in self._keys]
             if not keep:
                 earlier = self.directory / name
@@ -278,6 +278,17 @@ class StoreWriter:
             self._seen.add(name)
             self._keys.update(keys[i] for i in keep)
             return path, keep
+
+
+def _row_keys(rows: Mapping[str, Sequence]) -> list[tuple]:
+    """The (``KEY_COLUMNS``) keys of rows about to be written, their settings in today's
+    form, as :func:`_stored_keys` reads stored ones: a row given in an older form (no
+    ``init_draw``, every old option) is the same key as its stored twin."""
+    settings = settings_lib.canonical_column(pd.DataFrame(
+        {"settings": list(rows["settings"]), "proxy": list(rows["proxy"])}))
+    columns = [settings.tolist() if column == "settings" else rows[column]
+               for column in KEY_COLUMNS]
+    return list(zip(*columns))
 
 
 def _stored_keys(parts: Sequence[Path]) -> set:
