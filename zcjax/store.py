@@ -280,22 +280,22 @@ class StoreWriter:
             return path, keep
 
 
+def _keys(frame: pd.DataFrame) -> list[tuple]:
+    """The (``KEY_COLUMNS``) keys of a frame's rows, their settings in today's form: a row
+    given or stored in an older form (no ``init_draw``, every old option) is the same key
+    as its twin in today's."""
+    return list(_canonical(frame)[list(KEY_COLUMNS)].itertuples(index=False, name=None))
+
+
 def _row_keys(rows: Mapping[str, Sequence]) -> list[tuple]:
-    """The (``KEY_COLUMNS``) keys of rows about to be written, their settings in today's
-    form, as :func:`_stored_keys` reads stored ones: a row given in an older form (no
-    ``init_draw``, every old option) is the same key as its stored twin."""
-    settings = settings_lib.canonical_column(pd.DataFrame(
-        {"settings": list(rows["settings"]), "proxy": list(rows["proxy"])}))
-    columns = [settings.tolist() if column == "settings" else rows[column]
-               for column in KEY_COLUMNS]
-    return list(zip(*columns))
+    """The keys of rows about to be written, as :func:`_stored_keys` reads stored ones."""
+    return _keys(pd.DataFrame({column: list(rows[column]) for column in KEY_COLUMNS}))
 
 
 def _stored_keys(parts: Sequence[Path]) -> set:
     """The (``KEY_COLUMNS``) keys of the rows the given part files hold."""
     table = pa_dataset.dataset([str(p) for p in parts], schema=SCHEMA, format="parquet")
-    frame = _canonical(table.to_table(columns=list(KEY_COLUMNS)).to_pandas())
-    return set(frame[list(KEY_COLUMNS)].itertuples(index=False, name=None))
+    return set(_keys(table.to_table(columns=list(KEY_COLUMNS)).to_pandas()))
 
 
 def new_part_name(run_token: str, chunk: int) -> str:
