@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from zcjax import linalg
 from zcjax.network import block_vjp
 from zcjax.proxies import reinit
 from zcjax.proxies.base import Pass, ProxyInputs, ProxyOutput, scalar
@@ -91,7 +92,7 @@ def _entropy(feature: Array, wide) -> Array:
     rows = feature.reshape(-1, feature.shape[-1]).astype(wide)
     rows = rows - jnp.mean(rows, axis=0, keepdims=True)
     covariance = rows.T @ rows / rows.shape[0]
-    eigenvalues = jnp.linalg.eigvalsh(covariance)
+    eigenvalues = linalg.eigvalsh(covariance)
     p = eigenvalues / jnp.sum(eigenvalues)
     return jnp.sum(-p * jnp.log(p + _ENTROPY_EPS))
 
@@ -134,7 +135,7 @@ def _block_trainability(g_in: Array, g_out: Array, wide) -> Array:
     rows_in = g_in.reshape(-1, g_in.shape[-1]).astype(wide)
     rows_out = g_out.reshape(-1, g_out.shape[-1]).astype(wide)
     matrix = rows_in.T @ rows_out / rows_out.shape[0]
-    largest = jnp.linalg.svd(matrix, compute_uv=False)[0]
+    largest = linalg.svdvals(matrix)[0]
     value = -largest - 1 / (largest + _SINGULAR_EPS) + 2
     return jnp.where(same, -jnp.inf, value)
 

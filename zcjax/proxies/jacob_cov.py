@@ -11,6 +11,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from zcjax import linalg
 from zcjax.proxies.base import ProxyInputs, ProxyOutput, scalar
 
 EIGENVALUE_OFFSET = 1e-5
@@ -27,6 +28,6 @@ def jacob_cov(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
     """
     jacobian = passes["input_gradients"]
     jacobian = jacobian.reshape(jacobian.shape[0], -1).astype(inputs.wide)
-    eigenvalues = jnp.linalg.eigvalsh(jnp.corrcoef(jacobian))
+    eigenvalues = linalg.eigvalsh(jnp.corrcoef(jacobian))
     shifted = eigenvalues + EIGENVALUE_OFFSET
     return scalar(inputs, -jnp.sum(jnp.log(shifted) + 1.0 / shifted))

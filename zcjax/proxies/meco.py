@@ -74,7 +74,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from zcjax import nn
+from zcjax import linalg, nn
 from zcjax.network import BLOCKS, block_outputs, get_path, layer_outputs
 from zcjax.proxies.base import Pass, ProxyInputs, ProxyOutput, layer_sum, scalar
 from zcjax.proxies.options import Option
@@ -121,12 +121,12 @@ def channel_correlation(feature: Array, wide) -> Array:
 
 def minimum_eigenvalues(matrices: list[Array]) -> Array:
     """The smallest eigenvalue of each symmetric matrix, (len(matrices),)."""
-    # One batched eigvalsh per matrix size: hundreds of separate LAPACK calls, which
-    # XLA:CPU runs concurrently, are what once hung lnwot (bench/RESULTS.md).
+    # One stack per matrix size; zcjax.linalg calls LAPACK per matrix (batched calls
+    # running concurrently deadlock XLA:CPU).
     minimum = [None] * len(matrices)
     for size in sorted({m.shape[0] for m in matrices}):
         members = [i for i, m in enumerate(matrices) if m.shape[0] == size]
-        eigenvalues = jnp.linalg.eigvalsh(jnp.stack([matrices[i] for i in members]))
+        eigenvalues = linalg.eigvalsh(jnp.stack([matrices[i] for i in members]))
         for row, index in enumerate(members):
             minimum[index] = eigenvalues[row, 0]
     return jnp.stack(minimum)

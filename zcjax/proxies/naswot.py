@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zcjax import linalg
 from zcjax.network import get_path, sown_values
 from zcjax.proxies.base import ProxyInputs, ProxyOutput, layer_sum, scalar
 from zcjax.proxies.options import Option
@@ -48,7 +49,7 @@ def safe_logdet(kernel: Array) -> Array:
     only come from a singular K: the CPU's LU reports sign 0, CUDA's was measured to
     return NaN (one NB201 network in 1000 on an H200). Both count as singular.
     """
-    sign, logdet = jnp.linalg.slogdet(kernel)
+    sign, logdet = linalg.slogdet(kernel)
     singular = (sign == 0) | ~jnp.isfinite(logdet)
     return jnp.where(singular, jnp.zeros_like(logdet), logdet)
 
@@ -82,8 +83,7 @@ def layer_logdets(inputs: ProxyInputs, passes: Mapping[str, Any]) -> Array:
     the computation; inactive layers are masked later by the caller.
     """
     kernels, slot_of_layer = _distinct_kernels(inputs, passes)
-    # One batched LU for all of them: separate slogdets are separate LAPACK calls that
-    # XLA:CPU runs concurrently, and under vmap those were measured never to complete.
+    # One stack for all of them, which zcjax.linalg runs as one LU per matrix.
     return safe_logdet(jnp.stack(kernels))[slot_of_layer]
 
 

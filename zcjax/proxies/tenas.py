@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from zcjax import linalg
 from zcjax.network import sown_values
 from zcjax.proxies.base import ProxyInputs, ProxyOutput, scalar
 from zcjax.proxies.naswot import binary_code_kernel
@@ -33,7 +34,7 @@ def ntk(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
     The reference negates the condition number the same way; it also passes the value
     through ``np.nan_to_num``, which zcjax does not: a non-finite value stays a result.
     """
-    eigenvalues = jnp.linalg.eigvalsh(passes["ntk_gram"])  # ascending
+    eigenvalues = linalg.eigvalsh(passes["ntk_gram"])  # ascending
     return scalar(inputs, -eigenvalues[-1] / eigenvalues[0])
 
 

@@ -68,6 +68,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zcjax import linalg
 from zcjax.network import get_path
 from zcjax.proxies import reinit
 from zcjax.proxies.base import ProxyInputs, ProxyOutput, scalar
@@ -298,5 +299,5 @@ def vkdnw(inputs: ProxyInputs, passes: Mapping[str, Any]) -> ProxyOutput:
     """The entropy of the normalised deciles of the empirical Fisher's singular values."""
     matrix, count = fisher(inputs)
     # Unselected entries are zero rows and columns: zero singular values at the end.
-    singular = jnp.linalg.svd(matrix, compute_uv=False)
+    singular = linalg.svdvals(matrix)
     return scalar(inputs, spectrum_entropy(singular, count))

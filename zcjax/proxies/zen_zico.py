@@ -13,7 +13,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from zcjax import nn
 from zcjax.network import get_path, layer_outputs, masked, sown_values
