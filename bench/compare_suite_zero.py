@@ -11,6 +11,13 @@ its architectures, and how well our scores and theirs agree with each other.
   python bench/compare_suite_zero.py --out runs/suite-zero --n 40 --batch-size 16 \\
       --table bench/SUITE_ZERO.md
 
+``--proxies sota`` scores the components of two set-level rankings, which the tables add
+as rows: AZ-NAS's (``az_nas``, the L-SWAG paper's figure on these spaces) and zcjax's
+composition (``zcjax_composition``, frozen on NB201 and not re-tuned here):
+
+  python bench/compare_suite_zero.py --out bench/suite_zero --n 100 --batch-size 64 \\
+      --proxies sota --spaces tnb101_micro
+
 What is scored, per space (batch: ``zcjax.data.sample_batch("cifar10", B, key(seed))``, the
 bundled CIFAR-10 test images, 32x32, 10 labels):
 
@@ -42,15 +49,22 @@ from pathlib import Path
 import jax
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 import zcjax
 from zcjax import benchmarks, bulk, metrics, report, store
 from zcjax.spaces import darts
+from sota_nb201 import HELDOUT_AGGREGATES, joined_scores, paired_difference  # bench/
 
 PROXIES = ("snip", "synflow", "grasp", "grad_norm", "jacob_cov", "naswot", "params", "flops",
            "tcet_snip", "snip_snr")
 # Our name -> the Suite-Zero (NASLib) field; None: NASLib has no such proxy.
 NASLIB_NAMES = {"jacob_cov": "jacov", "naswot": "nwot", "tcet_snip": None, "snip_snr": None}
+# Set-level rankings, each a row where the store holds all of its components: AZ-NAS's
+# (L-SWAG's Table 1 reports it on these spaces) and zcjax's frozen composition, not re-tuned.
+AGGREGATES = {name: HELDOUT_AGGREGATES[name] for name in ("az_nas", "zcjax_composition")}
+# --proxies sota: every component of AGGREGATES.
+SOTA_PROXIES = tuple(dict.fromkeys(c for _, parts in AGGREGATES.values() for c in parts))
 DATA = "cifar10"
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -119,12 +133,14 @@ def compare(results: pd.DataFrame, bench, task: str, archs, proxies) -> pd.DataF
     for proxy in proxies:
         mine = results[results["proxy"] == proxy].groupby("arch")["value"].mean()
         mine = mine[mine.index.isin(archs)]
-        row = {"proxy": proxy, "naslib": naslib_name(proxy) or "-"}
+        field = naslib_name(proxy)
+        if field not in set(theirs_all["proxy"]):
+            field = None  # the file holds no score of this proxy (meco, swap, az_*, ...)
+        row = {"proxy": proxy, "naslib": field or "-"}
         if len(mine):
             table = report.correlate(_long(mine, proxy), bench, task)
             row.update(ours=table.loc[proxy, "spearman_rho"], n=int(table.loc[proxy, "n_archs"]),
                        ours_nonfinite=int(table.loc[proxy, "n_nonfinite"]))
-        field = naslib_name(proxy)
         theirs = theirs_all[theirs_all["proxy"] == field].set_index("arch")["value"] \
             if field else pd.Series(dtype="float64")
         if len(theirs):
@@ -141,7 +157,29 @@ def compare(results: pd.DataFrame, bench, task: str, archs, proxies) -> pd.DataF
                 row["agreement"] = metrics.spearman_rho(joined.iloc[:, 0],
                                                         joined.iloc[:, 1]).value
         rows.append(row)
+    ours = results[results["arch"].isin(archs)]
+    for name, (aggregator, parts) in AGGREGATES.items():
+        if set(parts) <= set(ours["proxy"]):
+            table = report.correlate(ours, bench, task, proxies=[],
+                                     aggregates={name: (aggregator, parts)})
+            rows.append({"proxy": name, "naslib": "-", "ours": table.loc[name, "spearman_rho"],
+                         "n": int(table.loc[name, "n_archs"]),
+                         "ours_nonfinite": int(table.loc[name, "n_nonfinite"])})
     return pd.DataFrame(rows)
+
+
+def composition_margin(results: pd.DataFrame, bench, task: str, frame: pd.DataFrame) -> str:
+    """A line under the table: zcjax_composition's Spearman minus az_nas's on the same
+    archs, with its paired bootstrap SE; empty when either row is missing."""
+    if not {"az_nas", "zcjax_composition"} <= set(frame["proxy"]):
+        return ""
+    column = bench.column(task)
+    ours, theirs = (joined_scores(results, bench, column, name)
+                    for name in ("zcjax_composition", "az_nas"))
+    margin, se = paired_difference(ours["s"], theirs["s"], ours["a"],
+                                   correlation=stats.spearmanr)
+    return (f"\n\nzcjax_composition - az_nas on the same archs: Spearman {margin:+.3f} +- "
+            f"{se:.3f} (paired bootstrap SE).")
 
 
 def _rho(value, n) -> str:
@@ -189,7 +227,10 @@ def main(argv=None) -> int:
     parser.add_argument("--sample-seed", type=int, default=0, help="seed of the subset")
     parser.add_argument("--seed", type=int, default=0, help="seed of the init and the batch")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--proxies", default=",".join(PROXIES))
+    parser.add_argument("--proxies", default=",".join(PROXIES),
+                        help="comma-separated; 'sota': the components of the az_nas and "
+                        f"zcjax_composition rows ({','.join(SOTA_PROXIES)}); default "
+                        "%(default)s")
     parser.add_argument("--spaces", default=",".join(TARGETS),
                         help=f"comma-separated, of {', '.join(TARGETS)}")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
@@ -201,7 +242,8 @@ def main(argv=None) -> int:
                         help="score what is missing first (default); --no-score: table only")
     parser.add_argument("--table", default=None, help="also write the Markdown here")
     args = parser.parse_args(argv)
-    proxies = [p for p in args.proxies.split(",") if p]
+    proxies = (list(SOTA_PROXIES) if args.proxies == "sota" else
+               [p for p in args.proxies.split(",") if p])
     spaces = [s for s in args.spaces.split(",") if s]
     unknown = sorted(set(spaces) - set(TARGETS))
     if unknown:
@@ -244,7 +286,9 @@ def main(argv=None) -> int:
             title = (f"{space} vs {path.name} {task} (val_accuracy): {len(archs)} of "
                      f"{len(bench.accuracies)} archs (sample seed {args.sample_seed}), batch "
                      f"{args.batch_size} {DATA}, init seed {args.seed}")
-            sections.append(markdown(frame, title) + ("\n\n" + timing if timing else ""))
+            margin = composition_margin(results, bench, task, frame)
+            sections.append(markdown(frame, title) + margin
+                            + ("\n\n" + timing if timing else ""))
             timing = ""
     text = "\n\n".join(sections) + "\n"
     print(text)

@@ -112,15 +112,17 @@ def bootstrap_se(scores: np.ndarray, accuracy: np.ndarray, correlation) -> float
     return float(result.standard_error)
 
 
-def paired_difference(first: pd.Series, second: pd.Series, accuracy: pd.Series):
+def paired_difference(first: pd.Series, second: pd.Series, accuracy: pd.Series,
+                      correlation=stats.kendalltau):
     """(tau(first) - tau(second), its bootstrap SE) over the archs all three share, both
-    taus on each resample of the same archs (so what they share cancels)."""
+    taus (or another scipy ``correlation``) on each resample of the same archs (so what
+    they share cancels)."""
     joined = pd.concat([first.rename("f"), second.rename("s"), accuracy.rename("a")],
                        axis=1, join="inner").dropna(subset=["a"])
     f, s_, a = (joined[c].to_numpy(float) for c in ("f", "s", "a"))
 
     def difference(f, s_, a):
-        return stats.kendalltau(f, a).statistic - stats.kendalltau(s_, a).statistic
+        return correlation(f, a).statistic - correlation(s_, a).statistic
 
     result = stats.bootstrap((f, s_, a), difference, paired=True, vectorized=False,
                              n_resamples=BOOTSTRAP, method="percentile",
@@ -130,11 +132,11 @@ def paired_difference(first: pd.Series, second: pd.Series, accuracy: pd.Series):
 
 def _aligned(results, benchmark, dataset, proxy):
     """(scores, accuracies) of the archs that have both, for the bootstrap."""
-    joined = _scores(results, benchmark, dataset, proxy)
+    joined = joined_scores(results, benchmark, dataset, proxy)
     return joined["s"].to_numpy(float), joined["a"].to_numpy(float)
 
 
-def _scores(results, benchmark, dataset, proxy) -> pd.DataFrame:
+def joined_scores(results, benchmark, dataset, proxy) -> pd.DataFrame:
     """Columns s (the proxy's or aggregate's score) and a (accuracy), indexed by arch."""
     accuracy = benchmark.accuracies[dataset]
     if proxy in HELDOUT_AGGREGATES:
@@ -184,12 +186,12 @@ def table(out: Path, benchmark_path: str, genotypes, aggregates=AGGREGATES) -> s
 
 def _composition_margins(rows, benchmark, dataset, aggregates) -> str:
     """The composition's Kendall tau minus each published aggregate's, paired bootstrap."""
-    ours = _scores(rows, benchmark, dataset, "zcjax_composition")
+    ours = joined_scores(rows, benchmark, dataset, "zcjax_composition")
     margins = []
     for other in ("vkdnw_agg", "az_nas"):
         if other not in aggregates:
             continue
-        theirs = _scores(rows, benchmark, dataset, other)
+        theirs = joined_scores(rows, benchmark, dataset, other)
         value, error = paired_difference(ours["s"], theirs["s"], ours["a"])
         shared = len(ours.index.intersection(theirs.index))
         margins.append(f"{other} {value:+.3f} +- {error:.3f} ({shared} archs)")
