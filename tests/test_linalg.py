@@ -12,7 +12,12 @@ import pytest
 
 from zcjax import linalg
 
-jax.config.update("jax_enable_x64", True)
+
+@pytest.fixture(autouse=True)
+def _float64():
+    # Scoped: JAX's global configuration stays as it is for the other tests of a worker.
+    with jax.enable_x64(True):
+        yield
 
 
 def _matrices(shape, symmetric=False):
