@@ -106,6 +106,35 @@ def test_a_signal_python_dropped_still_ends_the_command_as_stopped(capsys):
     assert (signal.getsignal(signal.SIGINT), sys.unraisablehook) == before  # undone
 
 
+def test_a_signal_python_dropped_still_stops_a_running_command(capsys):
+    """The dropped Ctrl-C is delivered again where Python can raise it: a command still
+    working (as score-space scoring on after its compilation) stops, not at its end."""
+    import os
+    import time
+
+    from zcjax import cli
+
+    class SignalsWhenCollected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    steps = []
+
+    def command_that_works_on(args):
+        SignalsWhenCollected()  # its KeyboardInterrupt is dropped
+        for step in range(500):  # 5 s of work if nothing stops it
+            steps.append(step)
+            time.sleep(0.01)
+        return 0
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "_correlate", command_that_works_on)
+        assert cli.main(["correlate", "results-dir"]) == 130
+    assert len(steps) < 100, f"ran {len(steps)} of 500 steps after the signal"
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "zcjax correlate: stopped by SIGINT; nothing was stored"]
+
+
 def test_an_error_python_drops_during_a_command_is_still_reported(monkeypatch):
     """Only the dropped stop is silenced: any other exception a finaliser raises still
     reaches the hook that was installed before the command."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import json
 import os
 import signal
 import sys
+import threading
 import time
 
 import jax
@@ -419,29 +421,49 @@ class _StopSignals:
     Python drops an exception raised where it cannot propagate (inside a garbage
     collector callback such as JAX's ``_xla_gc_callback``) and prints it with its
     traceback ("Exception ignored in ..."), so a Ctrl-C landing there would let the
-    command finish with exit code 0 under a traceback. The remembered signal still ends
-    it as stopped, and the dropped stop is not printed: the stop's one line says it all.
+    command run to its end with exit code 0 under a traceback. The dropped stop is not
+    printed; it is delivered again REDELIVER_SECONDS later, where Python can raise it, so
+    the command still stops; and if the command ends first, the remembered signal ends
+    it as stopped: the stop's one line says it all.
     """
+
+    REDELIVER_SECONDS = 0.05
 
     def __init__(self):
         self.received: signal.Signals | None = None
         self._previous_unraisable_hook = sys.unraisablehook
+        self._active = False
+        self._lock = threading.Lock()
 
     def __call__(self, signum, frame):
+        if not self._active:  # a redelivery that arrived as the command ended
+            return
         self.received = signal.Signals(signum)
         raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
     def _unraisable(self, unraisable) -> None:
         if not isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)):
             self._previous_unraisable_hook(unraisable)
+            return
+        timer = threading.Timer(self.REDELIVER_SECONDS, self._redeliver, (self.received,))
+        timer.daemon = True
+        timer.start()
+
+    def _redeliver(self, signum: signal.Signals) -> None:
+        with self._lock:
+            if self._active:
+                _thread.interrupt_main(signum)  # runs this handler in the main thread
 
     def install(self) -> dict:
         self._previous_unraisable_hook = sys.unraisablehook
         sys.unraisablehook = self._unraisable
+        self._active = True
         return {signum: signal.signal(signum, self)
                 for signum in (signal.SIGINT, signal.SIGTERM)}
 
     def uninstall(self, previous: dict) -> None:
+        with self._lock:  # no redelivery from here on
+            self._active = False
         for number, handler in previous.items():
             signal.signal(number, handler)
         sys.unraisablehook = self._previous_unraisable_hook
